@@ -1,0 +1,5 @@
+"""`python -m p1daemon` runs the command line."""
+
+from p1daemon.cli import main
+
+main()

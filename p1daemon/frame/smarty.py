@@ -1,0 +1,162 @@
+"""Luxembourg Smarty: AES-128-GCM "general-glo-ciphering" frames around a DSMR telegram.
+
+Wire layout (Smarty P1 v1.1.3 §3.2.5):
+    DB 08 <system title 8> 82 <len 2> 30 <frame counter 4> <ciphertext> <GCM tag 12>
+with len = 1 + 4 + len(ciphertext) + 12, IV = system title + frame counter and
+AAD = 0x30 + AK. The GCM tag is what tells a wrong key from a right one: a frame that
+does not authenticate is dropped as `decrypt_failed`, never passed on as garbage text.
+
+`cryptography` is imported lazily so that meters without encryption need no extra package.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from p1daemon.frame.events import DropReason, Dropped
+
+SMARTY_AUTH_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
+TAG_LENGTH = 12
+_HEADER_LENGTH = 18  # DB 08 title(8) 82 len(2) 30 counter(4)
+_DEFAULT_MAX_FRAME = 8 * 1024
+
+
+class InvalidKeyError(ValueError):
+    """A key given on the command line or in the config is not 16 bytes of hex."""
+
+
+def parse_key(text: str, what: str = "key") -> bytes:
+    """Turn 32 hex digits into a 16-byte AES key, with a one-line reason when it is not."""
+    cleaned = text.strip().replace(" ", "")
+    try:
+        key = bytes.fromhex(cleaned)
+    except ValueError:
+        raise InvalidKeyError(f"{what} must be 32 hexadecimal digits, got {len(cleaned)} characters") from None
+    if len(key) != 16:
+        raise InvalidKeyError(f"{what} must be 32 hexadecimal digits (16 bytes), got {len(key)} bytes")
+    return key
+
+
+def _load_cipher_parts() -> tuple[Any, Any, Any, Any]:
+    try:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise RuntimeError(
+            "decrypting Smarty telegrams needs the 'cryptography' package: "
+            "pip install 'p1daemon[smarty]'"
+        ) from None
+    return Cipher, algorithms, modes, InvalidTag
+
+
+class SmartyDecryptor:
+    """Finds encrypted frames in a byte stream and yields their plaintext telegrams."""
+
+    def __init__(
+        self,
+        key: bytes,
+        auth_key: bytes | None = SMARTY_AUTH_KEY,
+        *,
+        max_size: int = _DEFAULT_MAX_FRAME,
+    ) -> None:
+        self._cipher, self._algorithms, self._modes, self._invalid_tag = _load_cipher_parts()
+        self._aes = self._algorithms.AES(key)
+        self._aad = b"" if auth_key is None else b"\x30" + auth_key
+        self.max_size = max_size
+        self._buf = bytearray()
+        self._garbage = 0
+
+    def feed(self, data: bytes) -> list[bytes | Dropped]:
+        """Add ciphertext bytes; return plaintext telegrams and drops in stream order."""
+        out: list[bytes | Dropped] = []
+        self._buf += data
+        buf = self._buf
+        while True:
+            start = buf.find(b"\xdb")
+            if start < 0:
+                self._garbage += len(buf)
+                buf.clear()
+                break
+            if start:
+                self._garbage += start
+                del buf[:start]
+            if len(buf) < _HEADER_LENGTH:
+                break
+            if buf[1] != 0x08 or buf[10] != 0x82 or buf[13] != 0x30:
+                self._garbage += 1
+                del buf[:1]
+                continue
+            length = int.from_bytes(buf[11:13], "big")
+            total = 13 + length
+            if length < 5 + TAG_LENGTH or total > self.max_size:
+                self._garbage += 1
+                del buf[:1]
+                continue
+            if len(buf) < total:
+                break
+            self._report_garbage(out)
+            frame = bytes(buf[:total])
+            plain = self._decrypt(frame)
+            if plain is None:
+                out.append(
+                    Dropped(DropReason.DECRYPT_FAILED, "authentication tag mismatch (wrong key?)", total)
+                )
+                # The header was consistent, so the frame boundary is trusted: skip it whole
+                # rather than report its ciphertext a second time as garbage.
+                del buf[:total]
+                continue
+            del buf[:total]
+            out.append(plain)
+        return out
+
+    def flush(self) -> list[bytes | Dropped]:
+        out: list[bytes | Dropped] = []
+        if self._buf:
+            out.append(Dropped(DropReason.TRUNCATED, "stream ended inside an encrypted frame", len(self._buf)))
+            self._buf.clear()
+        self._report_garbage(out)
+        return out
+
+    def _report_garbage(self, out: list[bytes | Dropped]) -> None:
+        if self._garbage:
+            out.append(Dropped(DropReason.GARBAGE, "bytes outside an encrypted frame", self._garbage))
+            self._garbage = 0
+
+    def _decrypt(self, frame: bytes) -> bytes | None:
+        iv = frame[2:10] + frame[14:18]
+        ciphertext = frame[_HEADER_LENGTH:-TAG_LENGTH]
+        tag = frame[-TAG_LENGTH:]
+        decryptor = self._cipher(
+            self._aes, self._modes.GCM(iv, tag, min_tag_length=TAG_LENGTH)
+        ).decryptor()
+        if self._aad:
+            decryptor.authenticate_additional_data(self._aad)
+        try:
+            return bytes(decryptor.update(ciphertext) + decryptor.finalize())
+        except self._invalid_tag:
+            return None
+
+
+def encrypt_frame(
+    plaintext: bytes,
+    key: bytes,
+    *,
+    system_title: bytes = b"P1DTEST1",
+    frame_counter: int = 1,
+    auth_key: bytes | None = SMARTY_AUTH_KEY,
+) -> bytes:
+    """Build a Smarty frame; the project uses it to write its own encrypted fixtures."""
+    cipher_cls, algorithms, modes, _ = _load_cipher_parts()
+    if len(system_title) != 8:
+        raise ValueError("system title must be 8 bytes")
+    counter = frame_counter.to_bytes(4, "big")
+    encryptor = cipher_cls(algorithms.AES(key), modes.GCM(system_title + counter)).encryptor()
+    if auth_key is not None:
+        encryptor.authenticate_additional_data(b"\x30" + auth_key)
+    ciphertext = encryptor.update(plaintext) + encryptor.finalize()
+    tag = encryptor.tag[:TAG_LENGTH]
+    length = 5 + len(ciphertext) + TAG_LENGTH
+    return (
+        b"\xdb\x08" + system_title + b"\x82" + length.to_bytes(2, "big") + b"\x30" + counter
+        + ciphertext + tag
+    )

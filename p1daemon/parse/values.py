@@ -1,0 +1,118 @@
+"""Decoding the value formats of the P1 companion standards (numbers, TST, octet strings).
+
+Numbers go through `float(text)`, whose shortest round-trip repr reproduces the meter's
+decimal exactly (`001234.001` -> 1234.001). Arithmetic that must stay exact (tariff sums,
+Wh -> kWh) goes through `Decimal` first so no binary rounding leaks into a register.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone, tzinfo
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+SUMMER = timezone(timedelta(hours=2))
+WINTER = timezone(timedelta(hours=1))
+_LOCAL = ZoneInfo("Europe/Amsterdam")
+_FLAGS: dict[str, tzinfo] = {"S": SUMMER, "W": WINTER, "s": SUMMER, "w": WINTER, "": _LOCAL}
+
+# Meters send these instead of "no value": all zeros, the "invalid" 632525252525, the Unix
+# epoch on unconfigured M-Bus channels, and 2000-01-01 in empty power-failure log slots.
+_PLACEHOLDER_PREFIXES = ("000000", "632525", "700101", "000101")
+
+# Decimal exponents that bring a unit to the kWh / kW the reading document uses.
+_SCALE_TO_KILO = {"Wh": -3, "W": -3, "kWh": 0, "kW": 0, "MWh": 3, "MW": 3}
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """`YYMMDDhhmmssX` to an aware datetime; X=S is +02:00, X=W +01:00, none is local time."""
+    digits = text[:12]
+    if len(digits) != 12 or not digits.isdigit() or digits.startswith(_PLACEHOLDER_PREFIXES):
+        return None
+    zone = _FLAGS.get(text[12:])
+    if zone is None:
+        return None
+    try:
+        return datetime(
+            2000 + int(digits[0:2]),
+            int(digits[2:4]),
+            int(digits[4:6]),
+            int(digits[6:8]),
+            int(digits[8:10]),
+            int(digits[10:12]),
+            tzinfo=zone,
+        )
+    except ValueError:
+        return None
+
+
+def split_value(text: str) -> tuple[str, str | None]:
+    """`001.234*kWh` -> ("001.234", "kWh"); a bare number has unit None."""
+    number, star, unit = text.partition("*")
+    return number, (unit if star else None)
+
+
+def to_float(number: str) -> float | None:
+    try:
+        return float(number)
+    except ValueError:
+        return None
+
+
+def to_int(number: str) -> int | None:
+    try:
+        return int(number)
+    except ValueError:
+        return None
+
+
+def to_kilo(text: str) -> float | None:
+    """An energy or power value in kWh / kW, whatever prefix the meter used (Wh, W, MWh)."""
+    number, unit = split_value(text)
+    exponent = _SCALE_TO_KILO.get(unit, 0) if unit is not None else 0
+    if exponent == 0:
+        return to_float(number)
+    try:
+        return float(Decimal(number).scaleb(exponent))
+    except InvalidOperation:
+        return None
+
+
+def exact_sum(values: list[str]) -> float | None:
+    """Sum decimal strings (already in kWh) without binary rounding: 0.1 + 0.2 is 0.3."""
+    try:
+        return float(sum((Decimal(v) for v in values), Decimal(0)))
+    except InvalidOperation:
+        return None
+
+
+def kilo_text(text: str) -> str | None:
+    """The value of `text` in kWh / kW as an exact decimal string (for exact sums)."""
+    number, unit = split_value(text)
+    exponent = _SCALE_TO_KILO.get(unit, 0) if unit is not None else 0
+    try:
+        return str(Decimal(number).scaleb(exponent))
+    except InvalidOperation:
+        return None
+
+
+@lru_cache(maxsize=64)
+def decode_octets(text: str) -> str:
+    """Hex-encoded octet strings (equipment ids, messages) to text; other text unchanged.
+
+    Cached because a meter repeats the same equipment id in every telegram.
+    """
+    if not text or len(text) % 2:
+        return text
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return text
+    try:
+        decoded = raw.decode("ascii")
+    except UnicodeDecodeError:
+        decoded = raw.decode("latin-1")
+    if decoded.isprintable():
+        return decoded
+    return text

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Shared set-up for run.sh and test.sh: system packages (Debian / Raspberry Pi OS) and
+# the project's virtualenv in .venv. Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "bootstrap: installing ${missing[*]}" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+if command -v dpkg >/dev/null 2>&1; then
+    # shellcheck disable=SC2086
+    apt_install python3 python3-venv ${P1DAEMON_APT_EXTRA:-}
+fi
+
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+extras=${P1DAEMON_EXTRAS:-smarty}
+stamp=".venv/.installed-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+    .venv/bin/python -m pip install -q -e ".[$extras]"
+    rm -f .venv/.installed-*
+    touch "$stamp"
+fi
