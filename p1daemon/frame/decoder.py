@@ -27,6 +27,14 @@ class TelegramDecoder:
             SmartyDecryptor(key, auth_key, max_size=max_size) if key is not None else None
         )
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for unfinished frames (bounded by max_size per stage)."""
+        held = self._framer.buffered
+        if self._decryptor is not None:
+            held += self._decryptor.buffered
+        return held
+
     def feed(self, data: bytes) -> list[Frame | Dropped]:
         if self._decryptor is None:
             return self._framer.feed(data)
@@ -37,7 +45,9 @@ class TelegramDecoder:
             return self._framer.flush()
         return self._frame_plaintext(self._decryptor.flush(), at_end=True)
 
-    def _frame_plaintext(self, pieces: list[bytes | Dropped], *, at_end: bool) -> list[Frame | Dropped]:
+    def _frame_plaintext(
+        self, pieces: list[bytes | Dropped], *, at_end: bool
+    ) -> list[Frame | Dropped]:
         out: list[Frame | Dropped] = []
         for piece in pieces:
             if isinstance(piece, Dropped):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from p1daemon.frame.events import DropReason, Dropped
+from p1daemon.frame.events import Dropped, DropReason
 
 SMARTY_AUTH_KEY = bytes.fromhex("00112233445566778899AABBCCDDEEFF")
 TAG_LENGTH = 12
@@ -31,9 +31,13 @@ def parse_key(text: str, what: str = "key") -> bytes:
     try:
         key = bytes.fromhex(cleaned)
     except ValueError:
-        raise InvalidKeyError(f"{what} must be 32 hexadecimal digits, got {len(cleaned)} characters") from None
+        raise InvalidKeyError(
+            f"{what} must be 32 hexadecimal digits, got {len(cleaned)} characters"
+        ) from None
     if len(key) != 16:
-        raise InvalidKeyError(f"{what} must be 32 hexadecimal digits (16 bytes), got {len(key)} bytes")
+        raise InvalidKeyError(
+            f"{what} must be 32 hexadecimal digits (16 bytes), got {len(key)} bytes"
+        )
     return key
 
 
@@ -66,60 +70,107 @@ class SmartyDecryptor:
         self._buf = bytearray()
         self._garbage = 0
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an unfinished frame: never more than max_size."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[bytes | Dropped]:
-        """Add ciphertext bytes; return plaintext telegrams and drops in stream order."""
+        """Add ciphertext bytes; return plaintext telegrams and drops in stream order.
+
+        The buffer is scanned with an index and trimmed once per call: deleting byte by
+        byte would turn a chunk full of 0xDB bytes (a wrong baud rate) into quadratic work.
+        """
         out: list[bytes | Dropped] = []
-        self._buf += data
         buf = self._buf
+        buf += data
+        size = len(buf)
+        pos = 0
         while True:
-            start = buf.find(b"\xdb")
+            start = buf.find(b"\xdb", pos)
             if start < 0:
-                self._garbage += len(buf)
-                buf.clear()
+                self._add_garbage(size - pos, out)
+                pos = size
                 break
-            if start:
-                self._garbage += start
-                del buf[:start]
-            if len(buf) < _HEADER_LENGTH:
+            self._add_garbage(start - pos, out)
+            pos = start
+            if size - pos < _HEADER_LENGTH:
                 break
-            if buf[1] != 0x08 or buf[10] != 0x82 or buf[13] != 0x30:
-                self._garbage += 1
-                del buf[:1]
+            total = self._frame_length(buf, pos)
+            if total is None:
+                self._add_garbage(1, out)
+                pos += 1
                 continue
-            length = int.from_bytes(buf[11:13], "big")
-            total = 13 + length
-            if length < 5 + TAG_LENGTH or total > self.max_size:
-                self._garbage += 1
-                del buf[:1]
-                continue
-            if len(buf) < total:
+            if size - pos < total:
                 break
-            self._report_garbage(out)
-            frame = bytes(buf[:total])
-            plain = self._decrypt(frame)
+            self._end_garbage(out)
+            # The header was consistent, so the frame boundary is trusted: a frame that does
+            # not authenticate is skipped whole rather than re-reported as garbage.
+            plain = self._decrypt(bytes(buf[pos : pos + total]))
+            pos += total
             if plain is None:
                 out.append(
-                    Dropped(DropReason.DECRYPT_FAILED, "authentication tag mismatch (wrong key?)", total)
+                    Dropped(
+                        DropReason.DECRYPT_FAILED, "authentication tag mismatch (wrong key?)", total
+                    )
                 )
-                # The header was consistent, so the frame boundary is trusted: skip it whole
-                # rather than report its ciphertext a second time as garbage.
-                del buf[:total]
-                continue
-            del buf[:total]
-            out.append(plain)
+            else:
+                out.append(plain)
+        del buf[:pos]
         return out
 
     def flush(self) -> list[bytes | Dropped]:
+        """End of stream: a partial frame is `truncated`, anything else `garbage`, in order."""
         out: list[bytes | Dropped] = []
-        if self._buf:
-            out.append(Dropped(DropReason.TRUNCATED, "stream ended inside an encrypted frame", len(self._buf)))
-            self._buf.clear()
-        self._report_garbage(out)
+        buf = self._buf
+        if buf:
+            if self._could_be_frame_start(buf):
+                self._end_garbage(out)
+                out.append(
+                    Dropped(
+                        DropReason.TRUNCATED, "stream ended inside an encrypted frame", len(buf)
+                    )
+                )
+            else:
+                self._add_garbage(len(buf), out)
+            buf.clear()
+        self._end_garbage(out)
         return out
 
-    def _report_garbage(self, out: list[bytes | Dropped]) -> None:
+    def _frame_length(self, buf: bytearray, pos: int) -> int | None:
+        """Total length of the frame whose complete header starts at `pos`, or None."""
+        if buf[pos + 1] != 0x08 or buf[pos + 10] != 0x82 or buf[pos + 13] != 0x30:
+            return None
+        length = int.from_bytes(buf[pos + 11 : pos + 13], "big")
+        total = 13 + length
+        if length < 5 + TAG_LENGTH or total > self.max_size:
+            return None
+        return total
+
+    def _could_be_frame_start(self, partial: bytearray) -> bool:
+        """Whether the header fields present in a short tail are those of a frame."""
+        checks = ((1, 0x08), (10, 0x82), (13, 0x30))
+        if any(len(partial) > at and partial[at] != value for at, value in checks):
+            return False
+        if len(partial) >= 13:
+            length = int.from_bytes(partial[11:13], "big")
+            return length >= 5 + TAG_LENGTH and 13 + length <= self.max_size
+        return True
+
+    def _add_garbage(self, count: int, out: list[bytes | Dropped]) -> None:
+        """Count bytes outside frames, reported in exact max_size pieces while a flood lasts."""
+        self._garbage += count
+        while self._garbage >= self.max_size:
+            out.append(
+                Dropped(DropReason.GARBAGE, "bytes outside an encrypted frame", self.max_size)
+            )
+            self._garbage -= self.max_size
+
+    def _end_garbage(self, out: list[bytes | Dropped]) -> None:
         if self._garbage:
-            out.append(Dropped(DropReason.GARBAGE, "bytes outside an encrypted frame", self._garbage))
+            out.append(
+                Dropped(DropReason.GARBAGE, "bytes outside an encrypted frame", self._garbage)
+            )
             self._garbage = 0
 
     def _decrypt(self, frame: bytes) -> bytes | None:
@@ -132,9 +183,10 @@ class SmartyDecryptor:
         if self._aad:
             decryptor.authenticate_additional_data(self._aad)
         try:
-            return bytes(decryptor.update(ciphertext) + decryptor.finalize())
+            plain: bytes = decryptor.update(ciphertext) + decryptor.finalize()
         except self._invalid_tag:
             return None
+        return bytes(plain)
 
 
 def encrypt_frame(
@@ -153,10 +205,16 @@ def encrypt_frame(
     encryptor = cipher_cls(algorithms.AES(key), modes.GCM(system_title + counter)).encryptor()
     if auth_key is not None:
         encryptor.authenticate_additional_data(b"\x30" + auth_key)
-    ciphertext = encryptor.update(plaintext) + encryptor.finalize()
-    tag = encryptor.tag[:TAG_LENGTH]
+    ciphertext: bytes = encryptor.update(plaintext) + encryptor.finalize()
+    tag: bytes = encryptor.tag[:TAG_LENGTH]
     length = 5 + len(ciphertext) + TAG_LENGTH
     return (
-        b"\xdb\x08" + system_title + b"\x82" + length.to_bytes(2, "big") + b"\x30" + counter
-        + ciphertext + tag
+        b"\xdb\x08"
+        + system_title
+        + b"\x82"
+        + length.to_bytes(2, "big")
+        + b"\x30"
+        + counter
+        + ciphertext
+        + tag
     )
