@@ -7,7 +7,7 @@ capture file replayed in a test takes exactly the path a live serial port takes.
 from __future__ import annotations
 
 from p1daemon.frame.decoder import TelegramDecoder
-from p1daemon.frame.events import DropReason, Dropped, Frame
+from p1daemon.frame.events import Dropped, DropReason, Frame
 from p1daemon.parse.telegram import parse_telegram
 from p1daemon.reading.model import Reading
 

@@ -25,8 +25,13 @@ _PLACEHOLDER_PREFIXES = ("000000", "632525", "700101", "000101")
 _SCALE_TO_KILO = {"Wh": -3, "W": -3, "kWh": 0, "kW": 0, "MWh": 3, "MW": 3}
 
 
+@lru_cache(maxsize=256)
 def parse_timestamp(text: str) -> datetime | None:
-    """`YYMMDDhhmmssX` to an aware datetime; X=S is +02:00, X=W +01:00, none is local time."""
+    """`YYMMDDhhmmssX` to an aware datetime; X=S is +02:00, X=W +01:00, none is local time.
+
+    Cached: power-failure logs, M-Bus capture times and capacity peaks repeat unchanged in
+    telegram after telegram (datetimes are immutable, so sharing them is safe).
+    """
     digits = text[:12]
     if len(digits) != 12 or not digits.isdigit() or digits.startswith(_PLACEHOLDER_PREFIXES):
         return None
@@ -69,32 +74,28 @@ def to_int(number: str) -> int | None:
 
 def to_kilo(text: str) -> float | None:
     """An energy or power value in kWh / kW, whatever prefix the meter used (Wh, W, MWh)."""
-    number, unit = split_value(text)
-    exponent = _SCALE_TO_KILO.get(unit, 0) if unit is not None else 0
+    number, star, unit = text.partition("*")
+    exponent = _SCALE_TO_KILO.get(unit, 0) if star else 0
     if exponent == 0:
-        return to_float(number)
+        try:
+            return float(number)
+        except ValueError:
+            return None
     try:
         return float(Decimal(number).scaleb(exponent))
     except InvalidOperation:
         return None
 
 
-def exact_sum(values: list[str]) -> float | None:
-    """Sum decimal strings (already in kWh) without binary rounding: 0.1 + 0.2 is 0.3."""
+def value_in_kilo(text: str) -> tuple[float | None, Decimal | None]:
+    """`to_kilo(text)`, plus the same value as an exact Decimal for exact tariff sums."""
+    number, star, unit = text.partition("*")
+    exponent = _SCALE_TO_KILO.get(unit, 0) if star else 0
     try:
-        return float(sum((Decimal(v) for v in values), Decimal(0)))
+        exact = Decimal(number).scaleb(exponent)
     except InvalidOperation:
-        return None
-
-
-def kilo_text(text: str) -> str | None:
-    """The value of `text` in kWh / kW as an exact decimal string (for exact sums)."""
-    number, unit = split_value(text)
-    exponent = _SCALE_TO_KILO.get(unit, 0) if unit is not None else 0
-    try:
-        return str(Decimal(number).scaleb(exponent))
-    except InvalidOperation:
-        return None
+        return to_float(number) if exponent == 0 else None, None
+    return (to_float(number) if exponent == 0 else float(exact)), exact
 
 
 @lru_cache(maxsize=64)
