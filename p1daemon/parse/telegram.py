@@ -191,10 +191,10 @@ def _energy(objects: dict[str, str], direction: str) -> dict[str, Any]:
     total = pop(total_key, None)
     if total is not None:
         out["total_kwh"] = to_kilo(total[1:-1])
-    else:
+    elif exact:
+        # One unreadable tariff register makes the sum unknown, not smaller.
         known = [value for value in exact if value is not None]
-        if known:
-            out["total_kwh"] = _exact_sum(known)
+        out["total_kwh"] = _exact_sum(known) if len(known) == len(exact) else None
     raw = pop(power_key, None)
     out["power_kw"] = None if raw is None else to_kilo(raw[1:-1])
     for field, obis in phase_keys:
@@ -372,6 +372,9 @@ def reading_fields(frame: Frame) -> dict[str, Any]:
     equipment = _take(objects, "0-0:96.1.1")
     if equipment is None:
         equipment = _take(objects, "0-0:96.1.0")
+    if equipment is None:
+        # Luxembourg Smarty meters identify themselves by their logical device name only.
+        equipment = _take(objects, "0-0:42.0.0")
     voltage = _numbers(objects, _VOLTAGE_KEYS)
     current = _numbers(objects, _CURRENT_KEYS)
     limiter = _take(objects, "0-0:17.0.0")

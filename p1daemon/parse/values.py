@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
+from math import isfinite
 from zoneinfo import ZoneInfo
 
 SUMMER = timezone(timedelta(hours=2))
@@ -59,10 +60,16 @@ def split_value(text: str) -> tuple[str, str | None]:
 
 
 def to_float(number: str) -> float | None:
+    """A meter's decimal as a float; Python-only spellings like "nan" or "inf" are no value.
+
+    Only a telegram no CRC vouches for can carry them, and a NaN register would poison
+    every sum and chart downstream.
+    """
     try:
-        return float(number)
+        value = float(number)
     except ValueError:
         return None
+    return value if isfinite(value) else None
 
 
 def to_int(number: str) -> int | None:
@@ -95,6 +102,8 @@ def value_in_kilo(text: str) -> tuple[float | None, Decimal | None]:
         exact = Decimal(number).scaleb(exponent)
     except InvalidOperation:
         return to_float(number) if exponent == 0 else None, None
+    if not exact.is_finite():
+        return None, None
     return (to_float(number) if exponent == 0 else float(exact)), exact
 
 

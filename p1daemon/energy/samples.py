@@ -1,0 +1,94 @@
+"""A reading reduced to what the energy views need: when, which meter, which registers.
+
+Register values are kept as `Decimal` of their shortest decimal text, which is exactly
+what the meter sent (`5123.456`), so that differences and sums over a day stay exact
+instead of collecting binary floating-point noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from p1daemon.energy.documents import Energy, RegisterState
+from p1daemon.reading.meter import MeterReading
+
+Direction = Literal["import", "export"]
+DIRECTIONS: tuple[Direction, ...] = ("import", "export")
+REGISTERS = ("t1", "t2", "t3", "t4", "total")
+Key = tuple[Direction, str]
+ALL_KEYS: tuple[Key, ...] = tuple((d, r) for d in DIRECTIONS for r in REGISTERS)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    at: datetime
+    equipment_id: str | None
+    registers: Mapping[Key, Decimal]
+    replaced: bool = False
+
+
+def reading_time(reading: MeterReading) -> datetime | None:
+    """The meter's own clock, else the time the daemon received the telegram.
+
+    The meter's clock is the one grid operators settle by, and unlike the Pi's clock it
+    does not jump when NTP corrects a Pi that booted without a real-time clock.
+    """
+    at = reading.timestamp or reading.received_at
+    # UTC from here on: see clock.py for why local datetimes must not be compared.
+    return at.astimezone(UTC) if at.tzinfo is not None else None
+
+
+def sample_of(reading: MeterReading) -> Sample | None:
+    at = reading_time(reading)
+    if at is None:
+        return None
+    registers = _registers(reading.import_, reading.export)
+    return Sample(at, reading.equipment_id, registers, reading.meter_replaced)
+
+
+def _registers(imported: object, exported: object) -> dict[Key, Decimal]:
+    """`<register>_kwh` attributes of an import and an export block, where not null."""
+    registers: dict[Key, Decimal] = {}
+    blocks: tuple[tuple[Direction, object], ...] = (("import", imported), ("export", exported))
+    for direction, block in blocks:
+        for register in REGISTERS:
+            value = getattr(block, f"{register}_kwh")
+            if value is not None and math.isfinite(value):
+                registers[(direction, register)] = Decimal(repr(float(value)))
+    return registers
+
+
+def energy_of(values: Mapping[Key, Decimal], direction: Direction) -> Energy:
+    return Energy(
+        **{
+            f"{register}_kwh": float(values[(direction, register)])
+            for register in REGISTERS
+            if (direction, register) in values
+        }
+    )
+
+
+def state_of(sample: Sample, zone: ZoneInfo) -> RegisterState:
+    return RegisterState(
+        at=sample.at.astimezone(zone),
+        equipment_id=sample.equipment_id,
+        import_=energy_of(sample.registers, "import"),
+        export=energy_of(sample.registers, "export"),
+    )
+
+
+def sample_from_state(state: RegisterState) -> Sample:
+    return Sample(
+        state.at.astimezone(UTC), state.equipment_id, _registers(state.import_, state.export)
+    )
+
+
+def totals_of(imported: Energy, exported: Energy) -> dict[Key, Decimal]:
+    """Energy blocks of a document back to exact decimals (a restored day's sums)."""
+    return _registers(imported, exported)

@@ -1,0 +1,177 @@
+"""Everything energy-related the daemon publishes for a reading, as (topic, payload) pairs.
+
+One object for the whole site, so the MQTT layer needs a single call per reading:
+
+    tracker = EnergyTracker(config.site, meters, topic_prefix)
+    for message in tracker.on_reading(reading, now=datetime.now(UTC)):
+        pipeline.queue_side(message.topic, message.payload)   # retained, QoS 1
+
+and one every `connection_interval_s` without readings (`tracker.connection(now)`), so a
+meter that goes silent shows up as stale on `<prefix>/site/connection`.
+
+Feed it every accepted reading, before any `publish_interval_s` throttling: the views
+need the readings around each quarter boundary, and an export alert needs to see every
+dip. Thread-safe (readers of several meters call it concurrently). Pure otherwise: no
+I/O, no clock of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from p1daemon.energy.documents import DayDoc, QuarterDoc
+from p1daemon.energy.export_cap import ExportLimitMonitor
+from p1daemon.energy.settings import SiteSettings
+from p1daemon.energy.site import MeterState, connection_document
+from p1daemon.energy.view import EnergyView
+from p1daemon.reading.meter import MeterReading, Role
+
+# `site` shares its topic level with meter names (like `daemon`): no meter may be called so.
+SITE_LEVEL = "site"
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyTopics:
+    prefix: str
+
+    def quarter(self, meter: str) -> str:
+        return f"{self.prefix}/{meter}/quarter"
+
+    def day(self, meter: str) -> str:
+        return f"{self.prefix}/{meter}/day"
+
+    def export_alert(self, meter: str) -> str:
+        return f"{self.prefix}/{meter}/alert/export_limit"
+
+    @property
+    def connection(self) -> str:
+        return f"{self.prefix}/{SITE_LEVEL}/connection"
+
+
+@dataclass(frozen=True, slots=True)
+class MeterSpec:
+    """The parts of a `[[meters]]` entry the energy side needs."""
+
+    name: str
+    role: Role
+    ean: str | None = None
+    export_limit_kw: float | None = None
+    export_limit_hold_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to publish retained with QoS 1."""
+
+    topic: str
+    payload: bytes
+
+
+def _json(doc: BaseModel) -> bytes:
+    return doc.model_dump_json().encode()
+
+
+@dataclass(slots=True)
+class _Meter:
+    spec: MeterSpec
+    view: EnergyView
+    cap: ExportLimitMonitor | None
+    latest: MeterReading | None = None
+    quarter: QuarterDoc | None = None
+    day: DayDoc | None = None
+
+
+class EnergyTracker:
+    def __init__(
+        self,
+        site: SiteSettings,
+        meters: Sequence[MeterSpec],
+        topic_prefix: str,
+        *,
+        connection_interval_s: float = 10.0,
+    ) -> None:
+        if any(spec.name == SITE_LEVEL for spec in meters):
+            raise ValueError(f"a meter may not be called {SITE_LEVEL!r} (topic {SITE_LEVEL}/...)")
+        self.site = site
+        self.topics = EnergyTopics(topic_prefix)
+        self.connection_interval_s = connection_interval_s
+        self._lock = threading.Lock()
+        self._meters: dict[str, _Meter] = {}
+        for spec in meters:
+            cap = None
+            if spec.export_limit_kw is not None:
+                cap = ExportLimitMonitor(spec.name, spec.export_limit_kw, spec.export_limit_hold_s)
+            view = EnergyView(spec.name, spec.role, spec.ean, site)
+            self._meters[spec.name] = _Meter(spec, view, cap)
+        self._last_connection: datetime | None = None
+
+    def restore(self, meter: str, day_document: bytes) -> bool:
+        """Continue `meter`'s day from its last published day document (see
+        `EnergyView.restore`); call before its first reading. False if it does not fit."""
+        with self._lock:
+            state = self._meters.get(meter)
+            if state is None:
+                return False
+            try:
+                doc = DayDoc.model_validate_json(day_document)
+            except ValueError:
+                return False
+            if not state.view.restore(doc):
+                return False
+            state.day = doc
+            return True
+
+    def on_reading(self, reading: MeterReading, *, now: datetime) -> list[Outgoing]:
+        with self._lock:
+            state = self._meters.get(reading.meter)
+            if state is None:
+                return []
+            out: list[Outgoing] = []
+            state.latest = reading
+            views = state.view.feed(reading)
+            for quarter in views.quarters:
+                state.quarter = quarter
+                out.append(Outgoing(self.topics.quarter(reading.meter), _json(quarter)))
+            for day in views.days:
+                state.day = day
+                out.append(Outgoing(self.topics.day(reading.meter), _json(day)))
+            if state.cap is not None:
+                alert = state.cap.feed(reading)
+                if alert is not None:
+                    out.append(Outgoing(self.topics.export_alert(reading.meter), _json(alert)))
+            due = (
+                self._last_connection is None
+                or (now - self._last_connection).total_seconds() >= self.connection_interval_s
+            )
+            if views.quarters or due:
+                out.append(self._connection(now))
+            return out
+
+    def connection(self, now: datetime) -> Outgoing:
+        """The connection document now (call periodically so silence shows as stale)."""
+        with self._lock:
+            return self._connection(now)
+
+    def initial(self) -> list[Outgoing]:
+        """Inactive export-limit documents, to publish once at start-up so a retained
+        alert from before a restart does not stay up forever."""
+        with self._lock:
+            return [
+                Outgoing(self.topics.export_alert(name), _json(state.cap.state()))
+                for name, state in self._meters.items()
+                if state.cap is not None
+            ]
+
+    def _connection(self, now: datetime) -> Outgoing:
+        self._last_connection = now
+        states = [
+            MeterState(m.spec.name, m.spec.role, m.spec.ean, m.latest, m.quarter, m.day)
+            for m in self._meters.values()
+        ]
+        doc = connection_document(states, self.site, now)
+        return Outgoing(self.topics.connection, _json(doc))

@@ -1,0 +1,355 @@
+"""Quarter-hour and day energy of one metering point, from its cumulative registers.
+
+Feed every accepted reading of one meter, in order (`feed`); closed quarters and day
+documents come back as they happen. Nothing here integrates power: every value is a
+difference of two register readings.
+
+Booking rule. Each interval between two consecutive readings is booked whole to one
+period. An interval inside one quarter belongs to it, however long it is (the register
+difference is exact). An interval that crosses one boundary is booked to the earlier
+quarter when the later reading is within `quarter_tolerance_s` after the boundary (that
+reading stands in for the register state at the boundary; with readings on the boundary
+itself, as DSMR 5 meters send every second, this is exact), else to the later quarter
+when the earlier reading is that close before it. Anything else (a longer interval, one
+spanning several quarters) is a gap: not spread over the quarters it covers, but
+reported where data resumes, and still counted in the day when both of its ends lie in
+the same day (the day's total stays exact).
+
+A meter replacement (the reader's flag, a changed equipment id, a register going
+backwards, or a register advancing faster than `max_plausible_kw`) starts a new
+baseline: the interval across it is unknown, never a negative or absurd delta, and the
+periods it touches are flagged.
+
+Readings whose time does not advance are ignored (counted in `ignored`): duplicates, or
+a meter clock stepping back, which would otherwise book energy twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from p1daemon.energy.clock import day_bounds, local, local_date, quarter_end, quarter_start
+from p1daemon.energy.documents import DayDoc, Energy, Gap, QuarterDoc
+from p1daemon.energy.samples import (
+    Key,
+    Sample,
+    energy_of,
+    sample_from_state,
+    sample_of,
+    state_of,
+    totals_of,
+)
+from p1daemon.energy.settings import SiteSettings
+from p1daemon.reading.meter import MeterReading, Role
+
+# One register step of the coarsest meters (some DSMR 2.2 meters count whole kWh): a jump
+# this small is never a replaced meter, even across a one-second interval.
+_JUMP_SLACK_KWH = Decimal(1)
+
+
+@dataclass(slots=True)
+class _Period:
+    start: datetime
+    end: datetime
+    start_missing: bool
+    sums: dict[Key, Decimal] = field(default_factory=dict)
+    end_missing: bool = False
+    meter_replaced: bool = False
+    registers_changed: bool = False
+    touched: bool = False  # an interval was booked to it (or lost to a replacement)
+    readings: int = 0
+    equipment_id: str | None = None
+    gap_before: Gap | None = None
+    gaps: list[Gap] = field(default_factory=list)
+    quarters: int = 0
+    last: Sample | None = None  # the reading its sums run up to
+
+    def book(
+        self, deltas: Mapping[Key, Decimal], *, reset: bool, changed: bool, sample: Sample
+    ) -> None:
+        self.touched = True
+        if reset:
+            self.meter_replaced = True
+        for key, delta in deltas.items():
+            self.sums[key] = self.sums.get(key, Decimal(0)) + delta
+        if changed:
+            self.registers_changed = True
+        self.equipment_id = sample.equipment_id
+        self.last = sample
+
+    @property
+    def complete(self) -> bool:
+        return self.touched and not (
+            self.start_missing or self.end_missing or self.meter_replaced or self.registers_changed
+        )
+
+
+@dataclass(slots=True)
+class ViewOutput:
+    quarters: list[QuarterDoc] = field(default_factory=list)
+    days: list[DayDoc] = field(default_factory=list)  # finals and running snapshots, in order
+
+    def __bool__(self) -> bool:
+        return bool(self.quarters or self.days)
+
+
+class EnergyView:
+    def __init__(self, meter: str, role: Role, ean: str | None, settings: SiteSettings) -> None:
+        self.meter = meter
+        self.role = role
+        self.ean = ean
+        self._zone = settings.zone
+        self._tolerance_s = settings.quarter_tolerance_s
+        self._max_kw = Decimal(repr(settings.max_plausible_kw))
+        self._prev: Sample | None = None
+        self._quarter: _Period | None = None
+        self._day: _Period | None = None
+        self.ignored = 0
+
+    # -- feeding -----------------------------------------------------------------------------
+
+    def feed(self, reading: MeterReading) -> ViewOutput:
+        out = ViewOutput()
+        sample = sample_of(reading)
+        if sample is None:
+            return out
+        prev = self._prev
+        if prev is None:
+            self._begin(sample)
+            return out
+        if sample.at <= prev.at:
+            self.ignored += 1
+            return out
+        deltas, reset = self._deltas(prev, sample)
+        changed = set(prev.registers) != set(sample.registers)
+        self._step(prev, sample, deltas, reset, changed, out)
+        self._prev = sample
+        assert self._quarter is not None
+        self._quarter.readings += 1
+        return out
+
+    def _begin(self, sample: Sample) -> None:
+        start = quarter_start(sample.at, self._zone)
+        self._quarter = _Period(start, quarter_end(start), sample.at != start)
+        self._quarter.readings = 1
+        self._quarter.last = sample
+        day_start, day_end = day_bounds(local_date(sample.at, self._zone), self._zone)
+        self._day = _Period(day_start, day_end, sample.at != day_start, last=sample)
+        self._prev = sample
+
+    def _deltas(self, prev: Sample, sample: Sample) -> tuple[dict[Key, Decimal], bool]:
+        if sample.replaced or (
+            prev.equipment_id is not None
+            and sample.equipment_id is not None
+            and prev.equipment_id != sample.equipment_id
+        ):
+            return {}, True
+        hours = Decimal(repr((sample.at - prev.at).total_seconds())) / Decimal(3600)
+        ceiling = self._max_kw * hours + _JUMP_SLACK_KWH
+        deltas: dict[Key, Decimal] = {}
+        for key in prev.registers.keys() & sample.registers.keys():
+            delta = sample.registers[key] - prev.registers[key]
+            if delta < 0 or delta > ceiling:
+                return {}, True
+            deltas[key] = delta
+        return deltas, False
+
+    def _step(
+        self,
+        prev: Sample,
+        sample: Sample,
+        deltas: dict[Key, Decimal],
+        reset: bool,
+        changed: bool,
+        out: ViewOutput,
+    ) -> None:
+        quarter, day = self._quarter, self._day
+        assert quarter is not None and day is not None
+        start = quarter_start(sample.at, self._zone)
+        if start == quarter.start:
+            for period in (quarter, day):
+                period.book(deltas, reset=reset, changed=changed, sample=sample)
+            return
+        next_one = start == quarter.end
+        after = (sample.at - quarter.end).total_seconds()
+        before = (quarter.end - prev.at).total_seconds()
+        if next_one and not reset and after <= self._tolerance_s:
+            # The later reading stands in for the boundary: book to the closing quarter.
+            for period in (quarter, day):
+                period.book(deltas, reset=False, changed=changed, sample=sample)
+            self._close_quarter(out)
+            self._open(start, sample, start_missing=False, out=out)
+        elif next_one and not reset and before <= self._tolerance_s:
+            # The earlier reading stands in for the boundary: book to the opening quarter.
+            self._close_quarter(out)
+            self._open(start, prev, start_missing=False, out=out)
+            assert self._quarter is not None
+            self._quarter.book(deltas, reset=False, changed=changed, sample=sample)
+            self._running_day().book(deltas, reset=False, changed=changed, sample=sample)
+        else:
+            self._gap(prev, sample, start, deltas, reset, changed, out)
+        out.days.append(self._day_doc(self._running_day(), final=False))
+
+    def _gap(
+        self,
+        prev: Sample,
+        sample: Sample,
+        start: datetime,
+        deltas: dict[Key, Decimal],
+        reset: bool,
+        changed: bool,
+        out: ViewOutput,
+    ) -> None:
+        quarter, day = self._quarter, self._day
+        assert quarter is not None and day is not None
+        gap = Gap(
+            start=local(prev.at, self._zone),
+            end=local(sample.at, self._zone),
+            import_=Energy() if reset else energy_of(deltas, "import"),
+            export=Energy() if reset else energy_of(deltas, "export"),
+            meter_replaced=reset,
+        )
+        quarter.end_missing = True
+        self._close_quarter(out)
+        if local_date(sample.at, self._zone) == local_date(day.start, self._zone):
+            # Both ends inside this day: the day's total stays exact.
+            day.book(deltas, reset=reset, changed=changed, sample=sample)
+            day.gaps.append(gap)
+        self._open(start, sample, start_missing=True, out=out, gap=gap)
+
+    def _open(
+        self,
+        start: datetime,
+        opening: Sample,
+        *,
+        start_missing: bool,
+        out: ViewOutput,
+        gap: Gap | None = None,
+    ) -> None:
+        day = self._running_day()
+        if start >= day.end:
+            day.end_missing = start_missing
+            self._emit_final_day(day, out)
+            day_start, day_end = day_bounds(local_date(start, self._zone), self._zone)
+            # The new day's own start is missing when data resumed after a gap that began
+            # in an earlier day, or when the first quarter's start is missing.
+            new_day = _Period(day_start, day_end, start_missing or start != day_start)
+            new_day.last = opening
+            if gap is not None:
+                new_day.gaps.append(gap)
+                new_day.meter_replaced = gap.meter_replaced
+            self._day = new_day
+        quarter = _Period(start, quarter_end(start), start_missing, gap_before=gap)
+        if gap is not None and gap.meter_replaced:
+            quarter.meter_replaced = True
+        quarter.last = opening
+        self._quarter = quarter
+
+    def _close_quarter(self, out: ViewOutput) -> None:
+        quarter = self._quarter
+        assert quarter is not None
+        day = self._running_day()
+        if quarter.touched or quarter.gap_before is not None:
+            day.quarters += 1
+            out.quarters.append(self._quarter_doc(quarter))
+        self._quarter = None
+
+    def _emit_final_day(self, day: _Period, out: ViewOutput) -> None:
+        if day.touched or day.gaps:
+            out.days.append(self._day_doc(day, final=True))
+
+    def _running_day(self) -> _Period:
+        assert self._day is not None
+        return self._day
+
+    # -- documents -------------------------------------------------------------------------
+
+    def current_day(self) -> DayDoc | None:
+        """The running day so far (not final), e.g. for a dashboard that just connected."""
+        return None if self._day is None else self._day_doc(self._day, final=False)
+
+    def _quarter_doc(self, period: _Period) -> QuarterDoc:
+        return QuarterDoc(
+            meter=self.meter,
+            role=self.role,
+            ean=self.ean,
+            equipment_id=period.equipment_id,
+            start=local(period.start, self._zone),
+            end=local(period.end, self._zone),
+            import_=energy_of(period.sums, "import"),
+            export=energy_of(period.sums, "export"),
+            complete=period.complete,
+            start_missing=period.start_missing,
+            end_missing=period.end_missing,
+            meter_replaced=period.meter_replaced,
+            registers_changed=period.registers_changed,
+            gap_before=period.gap_before,
+            readings=period.readings,
+        )
+
+    def _day_doc(self, period: _Period, *, final: bool) -> DayDoc:
+        return DayDoc(
+            meter=self.meter,
+            role=self.role,
+            ean=self.ean,
+            equipment_id=period.equipment_id,
+            date=local_date(period.start, self._zone),
+            start=local(period.start, self._zone),
+            end=local(period.end, self._zone),
+            hours=(period.end - period.start).total_seconds() / 3600,
+            import_=energy_of(period.sums, "import"),
+            export=energy_of(period.sums, "export"),
+            final=final,
+            complete=final and period.complete,
+            start_missing=period.start_missing,
+            end_missing=period.end_missing,
+            meter_replaced=period.meter_replaced,
+            registers_changed=period.registers_changed,
+            gaps=list(period.gaps),
+            quarters=period.quarters,
+            last_reading=None if period.last is None else state_of(period.last, self._zone),
+        )
+
+    # -- restart ---------------------------------------------------------------------------
+
+    def restore(self, doc: DayDoc) -> bool:
+        """Continue a day after a restart from its last running document.
+
+        Call before the first `feed`, with the newest non-final day document this meter
+        published (the retained `<prefix>/<meter>/day`, or a local copy). Its
+        `last_reading` becomes the previous reading, so the interval from it to the
+        first live reading is booked by the usual rules: exact if it stays in one quarter,
+        a gap otherwise, and the day's total stays exact as long as the daemon is back
+        the same day. The quarter that was running is continued but flagged
+        `start_missing` (what it held before the restart is not in the document).
+        Returns False, changing nothing, when the document does not fit.
+        """
+        state = doc.last_reading
+        if self._prev is not None or doc.final or state is None or doc.meter != self.meter:
+            return False
+        day_start, day_end = day_bounds(doc.date, self._zone)
+        prev = sample_from_state(state)
+        bounds = (doc.start.timestamp(), doc.end.timestamp())
+        if bounds != (day_start.timestamp(), day_end.timestamp()):
+            return False
+        if not day_start <= prev.at < day_end:
+            return False
+        day = _Period(day_start, day_end, doc.start_missing)
+        day.sums = totals_of(doc.import_, doc.export)
+        day.end_missing = doc.end_missing
+        day.meter_replaced = doc.meter_replaced
+        day.registers_changed = doc.registers_changed
+        day.touched = True
+        day.gaps = list(doc.gaps)
+        day.quarters = doc.quarters
+        day.equipment_id = doc.equipment_id
+        day.last = prev
+        start = quarter_start(prev.at, self._zone)
+        quarter = _Period(start, quarter_end(start), True)
+        quarter.last = prev
+        quarter.readings = 1
+        self._day, self._quarter, self._prev = day, quarter, prev
+        return True

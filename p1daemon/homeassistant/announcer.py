@@ -1,0 +1,180 @@
+"""When to publish discovery configs: first reading, changes, and Home Assistant restarts.
+
+The MQTT layer drives this object and publishes what it returns (retained, QoS 1):
+
+- `on_reading(reading)` for every accepted reading: returns the configs that are new or
+  different from what was last announced for that meter (first reading: all of them;
+  later only when a register appears or the meter's identity changes, e.g. a new DSMR
+  version after a meter replacement). Cheap when nothing changed: no JSON is built.
+- `on_ha_status(payload)` for messages on `<ha prefix>/status`: on "online" (Home
+  Assistant's birth message after it restarts) returns every config announced so far.
+- `on_connected()` after each broker (re)connection: every config again, because a
+  broker without persistence forgets retained messages when it restarts.
+
+A register that stops appearing keeps its entity (and its config in re-announcements):
+deleting it would throw away the entity's history because of one short telegram or an
+M-Bus device that missed a reading. Entities of a metering point that is removed from
+the configuration are left to the user (Home Assistant can delete an MQTT device).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from p1daemon.homeassistant.discovery import DiscoveryMessage, discovery_messages
+from p1daemon.homeassistant.settings import HomeAssistantSettings
+from p1daemon.publish.topics import Topics
+from p1daemon.reading.meter import MeterReading
+
+HA_ONLINE = "online"
+
+
+def encode(payload: dict[str, Any] | None) -> bytes:
+    """The bytes to publish: compact JSON (UTF-8, so "m³" stays readable), or empty."""
+    if payload is None:
+        return b""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
+_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _nulls(block: BaseModel) -> tuple[bool, ...]:
+    cls = type(block)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(cls.model_fields)
+    values = block.__dict__  # pydantic keeps field values here; getattr costs twice as much
+    return tuple(values.get(name) is None for name in names)
+
+
+def _shape(reading: MeterReading) -> tuple[Any, ...]:
+    """What decides the set of configs, without building them: which fields are non-null."""
+    imp, exp = reading.import_, reading.export
+    return (
+        reading.meter,
+        reading.role,
+        reading.ean,
+        reading.equipment_id,
+        reading.header,
+        reading.manufacturer,
+        reading.dsmr_version,
+        reading.version_code,
+        _nulls(imp),
+        _nulls(exp),
+        _nulls(reading.voltage),
+        _nulls(reading.current),
+        _nulls(reading.voltage_sags),
+        _nulls(reading.voltage_swells),
+        reading.tariff is None,
+        reading.power_failures.short is None,
+        reading.power_failures.long is None,
+        None
+        if reading.capacity is None
+        else (
+            reading.capacity.average_demand_kw is None,
+            reading.capacity.month_max_kw is None,
+            reading.capacity.month_max_at is None,
+        ),
+        tuple(
+            (
+                d.channel,
+                d.device_type,
+                d.kind,
+                d.equipment_id,
+                d.unit,
+                d.value is None,
+                d.timestamp is None,
+            )
+            for d in reading.mbus
+        ),
+    )
+
+
+class DiscoveryAnnouncer:
+    def __init__(
+        self,
+        settings: HomeAssistantSettings,
+        topics: Topics,
+        *,
+        tariff_labels: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self._labels = tariff_labels or {}
+        self._lock = threading.Lock()  # readers of several meters may call concurrently
+        self._shapes: dict[str, tuple[Any, ...]] = {}
+        # unique_id -> the message last announced, in first-announced order
+        self._announced: dict[str, DiscoveryMessage] = {}
+
+    @property
+    def ha_status_topic(self) -> str:
+        """Subscribe to this (QoS 1) and pass its messages to `on_ha_status`."""
+        return f"{self.settings.prefix}/status"
+
+    def on_reading(self, reading: MeterReading) -> list[DiscoveryMessage]:
+        if not self.settings.discovery:
+            return []
+        shape = _shape(reading)
+        with self._lock:
+            if self._shapes.get(reading.meter) == shape:
+                return []
+            self._shapes[reading.meter] = shape
+            fresh = discovery_messages(
+                reading,
+                self.settings,
+                self.topics,
+                tariff_labels=self._labels.get(reading.meter),
+            )
+            changed = []
+            for message in fresh:
+                known = self._announced.get(message.unique_id)
+                if known is None or known.payload != message.payload:
+                    self._announced[message.unique_id] = message
+                    changed.append(message)
+            changed.extend(self._refresh_kept(reading, fresh))
+            return changed
+
+    def _refresh_kept(
+        self, reading: MeterReading, fresh: list[DiscoveryMessage]
+    ) -> list[DiscoveryMessage]:
+        """Entities this reading no longer carries keep their config, with the new device
+        block, so that re-announcing them cannot roll back the device's name or version."""
+        if not fresh:
+            return []
+        devices = {
+            m.payload["device"]["identifiers"][0]: m.payload["device"]
+            for m in fresh
+            if m.payload is not None
+        }
+        current = {m.unique_id for m in fresh}
+        out = []
+        state_topic = self.topics.latest(reading.meter)
+        for unique_id, message in list(self._announced.items()):
+            payload = message.payload
+            if unique_id in current or payload is None or payload["state_topic"] != state_topic:
+                continue
+            device = devices.get(payload["device"]["identifiers"][0])
+            if device is not None and device != payload["device"]:
+                updated = DiscoveryMessage(message.topic, {**payload, "device": device}, unique_id)
+                self._announced[unique_id] = updated
+                out.append(updated)
+        return out
+
+    def on_ha_status(self, payload: bytes | str) -> list[DiscoveryMessage]:
+        text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+        if not self.settings.discovery or text.strip() != HA_ONLINE:
+            return []
+        return self.all_messages()
+
+    def on_connected(self) -> list[DiscoveryMessage]:
+        return self.all_messages() if self.settings.discovery else []
+
+    def all_messages(self) -> list[DiscoveryMessage]:
+        with self._lock:
+            return list(self._announced.values())

@@ -1,0 +1,28 @@
+"""The `[homeassistant]` section of the configuration file (field names are public)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class HomeAssistantSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Off by default: retained discovery configs appear in every Home Assistant that
+    # listens on the broker, which nobody should get without asking for it.
+    discovery: bool = False
+    prefix: str = "homeassistant"
+    # Seconds without a new `latest` after which Home Assistant shows an entity as
+    # unavailable. 0 leaves it off: `<prefix>/status` already covers a dead daemon, and a
+    # value shorter than the meter's telegram interval (or publish_interval_s) would make
+    # entities flap. Set it to catch a meter cable that came loose while the daemon runs.
+    expire_after_s: int = Field(default=0, ge=0, le=86400)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_a_topic(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/"):
+            raise ValueError("must be non-empty and must not start or end with '/'")
+        if any(char in value for char in "+#\0"):
+            raise ValueError("must not contain the MQTT wildcards '+' or '#'")
+        return value

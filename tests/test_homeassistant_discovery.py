@@ -1,0 +1,585 @@
+"""Home Assistant discovery configs, checked against Home Assistant's own rules.
+
+`HA_RULES` below restates, independently of p1daemon.homeassistant.units, what Home
+Assistant core checks (homeassistant/components/sensor/const.py DEVICE_CLASS_STATE_CLASSES
+and DEVICE_CLASS_UNITS; mqtt/discovery.py topic ids; entity id syntax; the MQTT sensor
+schema's keys). Value templates are rendered with Jinja2's immutable sandbox, the
+environment Home Assistant renders them in, against the JSON the daemon publishes on
+`latest`, and the result is read the way Home Assistant's MQTT sensor reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import OWN_FIXTURES, SHARED_FIXTURES, require_shared_fixtures
+
+from p1daemon.frame.decoder import TelegramDecoder
+from p1daemon.homeassistant.announcer import DiscoveryAnnouncer, encode
+from p1daemon.homeassistant.discovery import DiscoveryMessage, discovery_messages
+from p1daemon.homeassistant.settings import HomeAssistantSettings
+from p1daemon.parse.stream import ReadingStream
+from p1daemon.publish.topics import Topics
+from p1daemon.reading.meter import MeterReading, Role
+from p1daemon.reading.model import Reading
+
+jinja_sandbox = pytest.importorskip(
+    "jinja2.sandbox", reason="jinja2 (a dev dependency) renders the value templates"
+)
+
+SETTINGS = HomeAssistantSettings(discovery=True)
+TOPICS = Topics("p1")
+
+# -- Home Assistant's rules -------------------------------------------------------------------
+
+# device class -> (state classes it allows, units it allows); from HA core sensor/const.py.
+HA_RULES: dict[str, tuple[set[str | None], set[str | None]]] = {
+    "energy": (
+        {None, "total", "total_increasing"},
+        {
+            "J",
+            "kJ",
+            "MJ",
+            "GJ",
+            "mWh",
+            "Wh",
+            "kWh",
+            "MWh",
+            "GWh",
+            "TWh",
+            "cal",
+            "kcal",
+            "Mcal",
+            "Gcal",
+        },
+    ),
+    "power": ({None, "measurement"}, {"mW", "W", "kW", "MW", "GW", "TW", "BTU/h"}),
+    "voltage": ({None, "measurement"}, {"\u00b5V", "\u03bcV", "mV", "V", "kV", "MV"}),
+    "current": ({None, "measurement"}, {"mA", "A"}),
+    "gas": ({None, "total", "total_increasing"}, {"m\u00b3", "ft\u00b3", "CCF", "L"}),
+    "water": ({None, "total", "total_increasing"}, {"m\u00b3", "ft\u00b3", "CCF", "gal", "L"}),
+    "timestamp": ({None}, {None}),
+}
+STATE_CLASSES = {"measurement", "total", "total_increasing"}
+NON_NUMERIC = {"timestamp", "date", "enum"}
+ENTITY_ID = re.compile(r"^(?!.+__)(?!_)[\da-z_]+(?<!_)\.(?!_)[\da-z_]+(?<!_)$")
+TOPIC_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
+SENSOR_KEYS = {
+    "name", "unique_id", "default_entity_id", "state_topic", "value_template",
+    "availability", "availability_mode", "availability_topic", "device", "origin",
+    "device_class", "state_class", "unit_of_measurement", "suggested_display_precision",
+    "entity_category", "expire_after", "force_update", "icon", "qos", "enabled_by_default",
+    "json_attributes_topic", "json_attributes_template", "payload_available",
+    "payload_not_available", "encoding", "entity_picture", "options",
+}  # fmt: skip
+DEVICE_KEYS = {
+    "identifiers", "connections", "name", "manufacturer", "model", "model_id",
+    "sw_version", "hw_version", "suggested_area", "via_device", "configuration_url",
+}  # fmt: skip
+AVAILABILITY_KEYS = {"topic", "payload_available", "payload_not_available", "value_template"}
+
+
+def numeric_expected(config: dict[str, Any]) -> bool:
+    """Home Assistant's SensorEntity._numeric_state_expected, restated."""
+    if config.get("device_class") in NON_NUMERIC:
+        return False
+    if any(
+        k in config for k in ("state_class", "unit_of_measurement", "suggested_display_precision")
+    ):
+        return True
+    return config.get("device_class") is not None
+
+
+def render(template: str, payload: str) -> str:
+    env = jinja_sandbox.ImmutableSandboxedEnvironment()
+    return str(env.from_string(template).render(value_json=json.loads(payload), value=payload))
+
+
+class HaSensor:
+    """What Home Assistant's MQTT sensor does with a message on its state topic."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.state: str | None = None  # None: unknown
+        self.history: list[str | None] = []
+
+    def receive(self, payload: str) -> None:
+        rendered = render(self.config["value_template"], payload)
+        if rendered == "None":
+            self.state = None
+        elif numeric_expected(self.config):
+            if rendered == "":
+                return  # "Ignore empty state": the previous state stays
+            float(rendered)  # Home Assistant rejects a non-numeric state here
+            self.state = rendered
+        else:
+            if self.config.get("device_class") == "timestamp":
+                datetime.fromisoformat(rendered)
+            self.state = rendered
+        self.history.append(self.state)
+
+
+def validate(
+    messages: list[DiscoveryMessage], ha_prefix: str = "homeassistant", topics: Topics = TOPICS
+) -> None:
+    """Every rule above, for a set of configs published together."""
+    unique_ids: Counter[str] = Counter()
+    entity_ids: Counter[str] = Counter()
+    identifiers: set[str] = set()
+    via: set[str] = set()
+    for message in messages:
+        config = message.payload
+        assert config is not None
+        where = message.topic
+        match = re.fullmatch(rf"{re.escape(ha_prefix)}/sensor/([^/]+)/config", message.topic)
+        assert match and TOPIC_ID.match(match.group(1)), where
+        assert match.group(1) == config["unique_id"], where
+        assert set(config) <= SENSOR_KEYS, (where, set(config) - SENSOR_KEYS)
+        for key in ("name", "unique_id", "state_topic", "value_template", "device", "origin"):
+            assert config.get(key), (where, key)
+        assert config["origin"]["name"]
+        unique_ids[config["unique_id"]] += 1
+        entity_id = config["default_entity_id"]
+        assert ENTITY_ID.match(entity_id) and entity_id.startswith("sensor."), entity_id
+        entity_ids[entity_id] += 1
+
+        device_class = config.get("device_class")
+        state_class = config.get("state_class")
+        unit = config.get("unit_of_measurement")
+        assert state_class is None or state_class in STATE_CLASSES, where
+        if device_class is not None:
+            assert device_class in HA_RULES, (where, device_class)
+            allowed_states, allowed_units = HA_RULES[device_class]
+            assert state_class in allowed_states, (where, device_class, state_class)
+            assert unit in allowed_units, (where, device_class, unit)
+        assert unit != "m3", "Home Assistant's cubic metre is the U+00B3 string"
+        assert config.get("entity_category") in (None, "diagnostic"), where
+        precision = config.get("suggested_display_precision")
+        assert precision is None or (isinstance(precision, int) and precision >= 0)
+
+        device = config["device"]
+        assert set(device) <= DEVICE_KEYS, (where, set(device) - DEVICE_KEYS)
+        assert device["identifiers"] and all(isinstance(i, str) for i in device["identifiers"])
+        assert device.get("name")
+        identifiers.update(device["identifiers"])
+        if "via_device" in device:
+            via.add(device["via_device"])
+
+        availability = config["availability"]
+        assert availability and all(set(a) <= AVAILABILITY_KEYS for a in availability)
+        assert availability[0]["topic"] == topics.status
+        assert availability[0].get("payload_available", "online") == "online"
+        assert availability[0].get("payload_not_available", "offline") == "offline"
+        assert config["state_topic"].startswith(f"{topics.prefix}/")
+        assert config["state_topic"].endswith("/latest")
+        json.loads(encode(config))  # publishable as JSON
+    assert max(unique_ids.values()) == 1, [u for u, n in unique_ids.items() if n > 1]
+    assert max(entity_ids.values()) == 1, [e for e, n in entity_ids.items() if n > 1]
+    assert via <= identifiers, "via_device must name a device that is announced"
+
+
+# -- readings ---------------------------------------------------------------------------------
+
+
+def parse_first(path: Path) -> Reading:
+    events = ReadingStream(TelegramDecoder()).feed(path.read_bytes())
+    events += ReadingStream(TelegramDecoder(check_crc=False)).feed(path.read_bytes())
+    readings = [e for e in events if isinstance(e, Reading)]
+    assert readings, path
+    return readings[0]
+
+
+def as_meter(
+    reading: Reading, meter: str, role: Role = "primary", ean: str | None = None
+) -> MeterReading:
+    return MeterReading.from_reading(
+        reading, meter=meter, role=role, ean=ean, received_at=datetime.now(UTC)
+    )
+
+
+def latest_json(reading: MeterReading) -> str:
+    """The `latest` payload exactly as the MQTT sink serialises it."""
+    return reading.model_dump_json()
+
+
+def configs_by_name(messages: list[DiscoveryMessage]) -> dict[tuple[str, str], dict[str, Any]]:
+    out = {}
+    for message in messages:
+        assert message.payload is not None
+        out[(message.payload["device"]["name"], message.payload["name"])] = message.payload
+    return out
+
+
+def check_states(reading: MeterReading, messages: list[DiscoveryMessage]) -> None:
+    """Each entity's template yields the reading's own value (or nothing for a null)."""
+    payload = latest_json(reading)
+    doc = json.loads(payload)
+    for message in messages:
+        assert message.payload is not None
+        sensor = HaSensor(message.payload)
+        sensor.receive(payload)
+        assert sensor.state is not None, (message.unique_id, "renders nothing for a sent value")
+    assert doc  # the payload parsed
+
+
+# -- the demo meters --------------------------------------------------------------------------
+
+
+def demo() -> tuple[MeterReading, MeterReading]:
+    house = parse_first(OWN_FIXTURES / "demo" / "house.txt")
+    carport = parse_first(OWN_FIXTURES / "demo" / "carport.txt")
+    return (
+        as_meter(house, "house", "primary", "871687400000000001"),
+        as_meter(carport, "carport", "secondary", "871687400000000002"),
+    )
+
+
+def test_demo_meters_are_valid_and_one_device_each() -> None:
+    house, carport = demo()
+    house_msgs = discovery_messages(house, SETTINGS, TOPICS)
+    carport_msgs = discovery_messages(carport, SETTINGS, TOPICS)
+    validate(house_msgs + carport_msgs)
+    check_states(house, house_msgs)
+    check_states(carport, carport_msgs)
+
+    devices = {
+        tuple(m.payload["device"]["identifiers"]): m.payload["device"]
+        for m in house_msgs + carport_msgs
+        if m.payload is not None
+    }
+    meters = [d for d in devices.values() if "via_device" not in d]
+    assert sorted(d["name"] for d in meters) == ["carport (secondary)", "house (primary)"]
+    house_device = next(d for d in meters if d["name"] == "house (primary)")
+    assert house_device["manufacturer"] == "PDX"
+    assert house_device["sw_version"] == "DSMR 5.0"
+    assert "p1d_eq_P1DHOUSE00000001" in house_device["identifiers"]
+    assert any("871687400000000001" in i for i in house_device["identifiers"])
+    gas = [d for d in devices.values() if "via_device" in d]
+    assert len(gas) == 1 and gas[0]["via_device"] in house_device["identifiers"]
+
+    house_by = configs_by_name(house_msgs)
+    energy = house_by[("house (primary)", "Energy import T1")]
+    assert (energy["device_class"], energy["state_class"], energy["unit_of_measurement"]) == (
+        "energy",
+        "total_increasing",
+        "kWh",
+    )
+    export_power = house_by[("house (primary)", "Power export L2")]
+    assert (export_power["device_class"], export_power["state_class"]) == ("power", "measurement")
+    gas_value = next(
+        c
+        for (dev, _), c in house_by.items()
+        if "gas" in dev and "device_class" in c and c["device_class"] == "gas"
+    )
+    assert gas_value["unit_of_measurement"] == "m\u00b3"
+    assert gas_value["state_class"] == "total_increasing"
+
+    carport_by = configs_by_name(carport_msgs)
+    names = {name for _, name in carport_by}
+    # Single phase: L1 only; export registers are sent (as zeros) and so are announced.
+    assert "Power import L1" in names and "Power import L2" not in names
+    assert "Voltage L2" not in names and "Energy export T1" in names
+
+
+def test_entities_follow_what_the_meter_sends() -> None:
+    house, _ = demo()
+    names = {name for _, name in configs_by_name(discovery_messages(house, SETTINGS, TOPICS))}
+    assert {"Energy import T1", "Energy import T2", "Energy import total"} <= names
+    assert {"Energy export T1", "Energy export T2", "Energy export total"} <= names
+    assert not {"Energy import T3", "Energy import T4"} & names  # never sent, never announced
+    assert {"Tariff", "Power failures", "Long power failures", "Voltage L3", "Current L1"} <= names
+
+
+def test_values_and_nulls_as_home_assistant_would_store_them() -> None:
+    house, _ = demo()
+    messages = discovery_messages(house, SETTINGS, TOPICS)
+    by = configs_by_name(messages)
+    t2 = HaSensor(by[("house (primary)", "Energy import T2")])
+    t2.receive(latest_json(house))
+    assert float(t2.state or "nan") == house.import_.t2_kwh
+
+    # The next telegram lacks the register: the state stays, it never becomes 0 or unknown.
+    gone = house.model_copy(update={"import_": house.import_.model_copy(update={"t2_kwh": None})})
+    t2.receive(latest_json(gone))
+    assert t2.history == [t2.history[0]] and float(t2.state or "nan") == house.import_.t2_kwh
+
+    gas = HaSensor(next(c for c in by.values() if c.get("device_class") == "gas"))
+    gas.receive(latest_json(house))
+    assert float(gas.state or "nan") == house.mbus[0].value
+    no_gas = house.model_copy(update={"mbus": []})
+    gas.receive(latest_json(no_gas))
+    assert float(gas.state or "nan") == house.mbus[0].value
+
+    captured = HaSensor(next(c for c in by.values() if c.get("device_class") == "timestamp"))
+    captured.receive(latest_json(house))
+    captured_at = house.mbus[0].timestamp
+    assert captured_at is not None and captured.state == captured_at.isoformat()
+    captured.receive(latest_json(no_gas))
+    assert captured.state is None  # unknown, not a bogus time
+
+
+def test_tariff_labels_name_the_entities_not_the_ids() -> None:
+    house, _ = demo()
+    plain = discovery_messages(house, SETTINGS, TOPICS)
+    labelled = discovery_messages(
+        house, SETTINGS, TOPICS, tariff_labels={"t1": "low", "t2": "normal"}
+    )
+    assert [m.unique_id for m in plain] == [m.unique_id for m in labelled]
+    names = {m.payload["name"] for m in labelled if m.payload is not None}
+    assert "Energy import T1 (low)" in names and "Energy export T2 (normal)" in names
+
+
+def test_unique_ids_survive_restart_and_meter_replacement() -> None:
+    house, _ = demo()
+    first = {m.unique_id for m in discovery_messages(house, SETTINGS, TOPICS)}
+    again = {m.unique_id for m in discovery_messages(house.model_copy(), SETTINGS, TOPICS)}
+    assert first == again
+    replaced = house.model_copy(update={"equipment_id": "P1DNEWMETER00009", "meter_replaced": True})
+    after = discovery_messages(replaced, SETTINGS, TOPICS)
+    meter_ids = {
+        m.unique_id for m in after if m.payload and "via_device" not in m.payload["device"]
+    }
+    assert meter_ids <= first  # the metering point keeps its entities
+    device = next(
+        m.payload["device"] for m in after if m.payload and "via_device" not in m.payload["device"]
+    )
+    assert "p1d_eq_P1DNEWMETER00009" in device["identifiers"]
+
+
+def test_without_ean_the_ids_come_from_prefix_and_name() -> None:
+    house, _ = demo()
+    no_ean = house.model_copy(update={"ean": None})
+    ids = {m.unique_id for m in discovery_messages(no_ean, SETTINGS, TOPICS)}
+    other_prefix = {m.unique_id for m in discovery_messages(no_ean, SETTINGS, Topics("p1/site2"))}
+    # M-Bus ids are scoped to the metering point too.
+    assert any(i.startswith("p1d_p1_house_") for i in ids)
+    assert ids.isdisjoint(other_prefix)  # two daemons on one broker never collide
+    site2 = Topics("p1/site2")
+    validate(discovery_messages(no_ean, SETTINGS, site2), topics=site2)
+
+
+def test_options_reach_the_configs() -> None:
+    house, _ = demo()
+    settings = HomeAssistantSettings(discovery=True, prefix="ha-test", expire_after_s=120)
+    messages = discovery_messages(house, settings, TOPICS)
+    validate(messages, ha_prefix="ha-test")
+    assert all(m.payload and m.payload["expire_after"] == 120 for m in messages)
+    assert "expire_after" not in (discovery_messages(house, SETTINGS, TOPICS)[0].payload or {})
+
+
+def test_settings_reject_bad_prefixes() -> None:
+    for bad in ("", "/ha", "ha/", "ha/#", "ha/+/x"):
+        with pytest.raises(ValueError):
+            HomeAssistantSettings(prefix=bad)
+    with pytest.raises(ValueError):
+        HomeAssistantSettings.model_validate({"discovery": True, "prefx": "x"})
+
+
+# -- richer meters ----------------------------------------------------------------------------
+
+
+def mbus_devices(messages: list[DiscoveryMessage]) -> dict[str, dict[str, Any]]:
+    return {
+        m.payload["device"]["identifiers"][0]: m.payload
+        for m in messages
+        if m.payload is not None
+        and "via_device" in m.payload["device"]
+        and m.payload.get("device_class") != "timestamp"
+    }
+
+
+def test_own_mbus_fixture_heat_gas_water_slave() -> None:
+    reading = as_meter(parse_first(OWN_FIXTURES / "mbus" / "heat1_gas2_water3_slave4.txt"), "house")
+    messages = discovery_messages(reading, SETTINGS, TOPICS)
+    validate(messages)
+    check_states(reading, messages)
+    values = {c["name"]: c for c in mbus_devices(messages).values()}
+    assert (values["Heat"]["device_class"], values["Heat"]["unit_of_measurement"]) == (
+        "energy",
+        "GJ",
+    )
+    assert (values["Gas"]["device_class"], values["Gas"]["unit_of_measurement"]) == (
+        "gas",
+        "m\u00b3",
+    )
+    assert (values["Water"]["device_class"], values["Water"]["unit_of_measurement"]) == (
+        "water",
+        "m\u00b3",
+    )
+    assert (values["Energy"]["device_class"], values["Energy"]["unit_of_measurement"]) == (
+        "energy",
+        "kWh",
+    )
+    assert all(c["state_class"] == "total_increasing" for c in values.values())
+
+
+def test_own_belgian_fixture_with_capacity() -> None:
+    reading = as_meter(
+        parse_first(OWN_FIXTURES / "be" / "emucs_capacity.txt"), "home", ean="541448800000000001"
+    )
+    messages = discovery_messages(reading, SETTINGS, TOPICS)
+    validate(messages)
+    check_states(reading, messages)
+    by = {c["name"]: c for _, c in configs_by_name(messages).items()}
+    assert by["Average demand (quarter-hour)"]["device_class"] == "power"
+    assert by["Peak demand this month"]["unit_of_measurement"] == "kW"
+    assert by["Peak demand this month at"]["device_class"] == "timestamp"
+    device = next(c["device"] for c in by.values() if "via_device" not in c["device"])
+    assert device["sw_version"] == "DSMR 5.0 (50217)"
+
+
+SHARED_CASES = {
+    "ndokter-dsmr_parser/be_fluvius_v171_gas_water.txt": {"gas", "water", "capacity"},
+    "robthree-dsmrparser-net/v5_test_header_4_mbus_gas_heat.txt": {"4-mbus"},
+    "nielsbasjes-dsmr-tools/nl_dsmr22_iskra_mt382_1003_gas_ch2_a.txt": {"gas", "dsmr22"},
+    "robthree-dsmrparser-net/v2_2_test_header.txt": {"gas", "dsmr22"},
+    "ndokter-dsmr_parser/v5_warmtelink_heat_unpadded_crc.txt": {"heat"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHARED_CASES))
+def test_real_captures(name: str) -> None:
+    require_shared_fixtures()
+    reading = as_meter(parse_first(SHARED_FIXTURES / name), "meter")
+    messages = discovery_messages(reading, SETTINGS, TOPICS)
+    validate(messages)
+    check_states(reading, messages)
+    tags = SHARED_CASES[name]
+    classes = Counter(m.payload.get("device_class") for m in messages if m.payload)
+    mbus = mbus_devices(messages)
+    if "gas" in tags:
+        assert classes["gas"] == 1
+    if "water" in tags:
+        assert classes["water"] == 1
+    if "capacity" in tags:
+        assert any(m.unique_id.endswith("_capacity_average") for m in messages)
+    if "heat" in tags:
+        # No electricity registers: no meter device, so the heat meter stands alone.
+        heat = [
+            m.payload for m in messages if m.payload and m.payload.get("device_class") == "energy"
+        ]
+        assert [c["unit_of_measurement"] for c in heat] == ["GJ"]
+        assert all("via_device" not in c["device"] for c in heat)
+    if "dsmr22" in tags:
+        assert classes["voltage"] == 0  # DSMR 2.2 sends no voltages: none announced
+    if "4-mbus" in tags:
+        # Device types 303/909/808/101 are no known medium: no device class, own unit.
+        assert len(mbus) == 4
+        assert all("device_class" not in c for c in mbus.values())
+        assert sorted(c["unit_of_measurement"] for c in mbus.values()) == [
+            "MJ", "kWh", "m\u00b3", "m\u00b3"
+        ]  # fmt: skip
+        assert len({c["device"]["via_device"] for c in mbus.values()}) == 1
+
+
+# -- announcing ---------------------------------------------------------------------------------
+
+
+def test_announcer_first_reading_changes_and_ha_restart() -> None:
+    house, carport = demo()
+    announcer = DiscoveryAnnouncer(SETTINGS, TOPICS)
+    first = announcer.on_reading(house)
+    assert {m.unique_id for m in first} == {
+        m.unique_id for m in discovery_messages(house, SETTINGS, TOPICS)
+    }
+    assert announcer.on_reading(house) == []  # nothing changed: nothing to publish
+    assert announcer.on_reading(house.model_copy(update={"received_at": datetime.now(UTC)})) == []
+    second = announcer.on_reading(carport)
+    assert second and all("carport" in m.payload["device"]["name"] for m in second if m.payload)
+
+    # A register appears: only its configs go out.
+    with_t3 = house.model_copy(
+        update={"import_": house.import_.model_copy(update={"t3_kwh": 12.5})}
+    )
+    added = announcer.on_reading(with_t3)
+    assert [m.payload["name"] for m in added if m.payload] == ["Energy import T3"]
+    # It disappears again: its entity is kept (no deletion, nothing to publish).
+    assert announcer.on_reading(house) == []
+
+    everything = announcer.all_messages()
+    assert len(everything) == len(first) + len(second) + 1
+    assert announcer.on_ha_status(b"online") == everything
+    assert announcer.on_ha_status(b"offline") == []
+    assert announcer.on_connected() == everything
+    assert announcer.ha_status_topic == "homeassistant/status"
+    validate(everything)
+
+
+def test_announcer_meter_replacement_updates_every_device_block() -> None:
+    house, _ = demo()
+    announcer = DiscoveryAnnouncer(SETTINGS, TOPICS)
+    with_t3 = house.model_copy(update={"import_": house.import_.model_copy(update={"t3_kwh": 1.0})})
+    announcer.on_reading(with_t3)
+    replaced = house.model_copy(
+        update={"equipment_id": "P1DNEWMETER00009", "dsmr_version": "5.5", "version_code": "55"}
+    )
+    updated = announcer.on_reading(replaced)
+    meter_configs = [m for m in updated if m.payload and "via_device" not in m.payload["device"]]
+    # Every meter entity, including T3 which this reading lacks, carries the new device block.
+    assert any(m.payload and m.payload["name"] == "Energy import T3" for m in meter_configs)
+    assert all(m.payload and m.payload["device"]["sw_version"] == "DSMR 5.5" for m in meter_configs)
+    kept = [
+        m for m in announcer.all_messages() if m.payload and "via_device" not in m.payload["device"]
+    ]
+    assert all(
+        m.payload and "p1d_eq_P1DNEWMETER00009" in m.payload["device"]["identifiers"] for m in kept
+    )
+
+
+def test_announcer_is_silent_when_discovery_is_off() -> None:
+    house, _ = demo()
+    announcer = DiscoveryAnnouncer(HomeAssistantSettings(), TOPICS)
+    assert announcer.on_reading(house) == []
+    assert announcer.on_ha_status("online") == []
+    assert announcer.on_connected() == []
+
+
+def test_encode_keeps_the_cubic_metre_and_deletes_with_empty() -> None:
+    assert encode(None) == b""
+    assert "m³".encode() in encode({"unit_of_measurement": "m\u00b3"})
+
+
+def test_odd_equipment_ids_stay_safe() -> None:
+    house, _ = demo()
+    odd_gas = house.mbus[0].model_copy(update={"equipment_id": 'G\'1 "x"{% raw %}/+#'})
+    odd = house.model_copy(update={"equipment_id": "ABC 123/+#", "mbus": [odd_gas]})
+    messages = discovery_messages(odd, SETTINGS, TOPICS)
+    validate(messages)
+    check_states(odd, messages)
+    again = discovery_messages(
+        odd.model_copy(update={"equipment_id": "ABC_123___"}), SETTINGS, TOPICS
+    )
+    device_ids = {
+        i for m in messages + again if m.payload for i in m.payload["device"]["identifiers"]
+    }
+    assert len([i for i in device_ids if i.startswith("p1d_eq_ABC")]) == 2  # no collision
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"state_class": "measurement"},  # energy must be total / total_increasing
+        {"unit_of_measurement": "m3"},  # not Home Assistant's cubic metre
+        {"device_class": "gas"},  # gas in kWh
+        {"device_class": "energy_meter"},  # no such class
+        {"entity_category": "config"},  # sensors cannot be config entities
+        {"unique_id": "p1d bad id"},
+        {"default_entity_id": "sensor.P1_House"},
+        {"frobnicate": True},  # unknown key: a typo Home Assistant would silently drop
+        {"device": {"identifiers": ["x"], "name": "x", "via_device": "nobody"}},
+    ],
+)
+def test_the_validator_rejects_what_home_assistant_rejects(change: dict[str, Any]) -> None:
+    """The rules above have teeth: each bad edit of a good config fails validation."""
+    house, _ = demo()
+    good = discovery_messages(house, SETTINGS, TOPICS)[0]
+    assert good.payload is not None
+    bad = DiscoveryMessage(good.topic, {**good.payload, **change}, good.unique_id)
+    with pytest.raises(AssertionError):
+        validate([bad])
