@@ -1,9 +1,25 @@
-"""Where meter readers hand their readings: stdout today, the MQTT outbox tomorrow."""
+"""Where meter readers hand their readings: stdout today, the MQTT outbox tomorrow.
+
+Lifecycle, driven by `Daemon`:
+
+1. `start()` once, before any reader runs. It must not wait for a broker (the daemon
+   reports READY right after it); it may raise with a one-line message when it cannot
+   work at all (an unusable outbox path), which stops the daemon before it is ready.
+2. `submit(reading)` from any reader thread, concurrently, until the readers are stopped.
+3. `stop(timeout)` once, after every reader has been stopped (so no `submit` is in
+   flight): persist or deliver everything accepted, then return within `timeout`.
+
+A sink that publishes health gets the per-meter counters from
+`Daemon.meter_snapshots()` (pass it as a callable when building the sink). Optional
+extras are separate protocols, checked with `isinstance`, so a simple sink need not
+implement them.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
+from p1daemon.config.model import Config
 from p1daemon.reading.meter import MeterReading
 
 
@@ -14,4 +30,26 @@ class ReadingSink(Protocol):
     fault, which is why the MQTT sink puts it in the durable outbox first.
     """
 
+    def start(self) -> None: ...
+
     def submit(self, reading: MeterReading) -> None: ...
+
+    def stop(self, timeout: float) -> None: ...
+
+
+@runtime_checkable
+class ReportsStatus(Protocol):
+    def status(self) -> str:
+        """A short part of the daemon's status line, e.g. "outbox 12, broker connected"."""
+        ...
+
+    def healthy(self) -> bool:
+        """False only when the sink itself is stuck (not merely waiting for a broker)."""
+        ...
+
+
+@runtime_checkable
+class Reconfigurable(Protocol):
+    def apply_config(self, config: Config) -> None:
+        """Called on reload when `[mqtt]` or `[buffer]` changed; readers keep running."""
+        ...

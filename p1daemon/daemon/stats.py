@@ -1,4 +1,4 @@
-"""Per-meter counters that health reports and logs are built from."""
+"""Per-meter counters that health reports, status lines and logs are built from."""
 
 from __future__ import annotations
 
@@ -11,13 +11,22 @@ from typing import Any
 
 @dataclass
 class MeterStats:
-    """Updated by one reader thread, read by the health publisher: hence the lock."""
+    """Updated by one reader thread, read by the health publisher: hence the lock.
+
+    The object outlives its reader: when a reload restarts a meter's reader with new
+    settings, the counters carry on instead of dropping back to zero.
+    """
 
     accepted: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     reconnects: int = 0
     last_reading_at: datetime | None = None
     connected: bool = False
+    state: str = "starting"
+    """starting | reading | waiting (port gone, retrying) | silent | ended | stopped | failed"""
+    silences: int = 0
+    equipment_id: str | None = None
+    line_settings: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count_accepted(self, at: datetime) -> None:
@@ -33,6 +42,22 @@ class MeterStats:
         with self._lock:
             self.reconnects += 1
 
+    def count_silence(self) -> None:
+        with self._lock:
+            self.silences += 1
+
+    def set_state(self, state: str, *, connected: bool) -> None:
+        with self._lock:
+            self.state = state
+            self.connected = connected
+
+    def set_identity(self, *, equipment_id: str | None, line_settings: str | None) -> None:
+        with self._lock:
+            if equipment_id is not None:
+                self.equipment_id = equipment_id
+            if line_settings is not None:
+                self.line_settings = line_settings
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -41,5 +66,11 @@ class MeterStats:
                 "dropped_total": sum(self.dropped.values()),
                 "reconnects": self.reconnects,
                 "connected": self.connected,
-                "last_reading_at": self.last_reading_at.isoformat() if self.last_reading_at else None,
+                "state": self.state,
+                "silences": self.silences,
+                "equipment_id": self.equipment_id,
+                "line_settings": self.line_settings,
+                "last_reading_at": (
+                    self.last_reading_at.isoformat() if self.last_reading_at else None
+                ),
             }

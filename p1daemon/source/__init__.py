@@ -1,0 +1,1 @@
+"""Where a meter's bytes come from: serial ports, network bridges, capture files."""

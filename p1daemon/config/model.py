@@ -1,0 +1,195 @@
+"""The configuration file as pydantic models: one `[[meters]]` table per metering point.
+
+Every model forbids unknown keys (a misspelt key must be an error, never a silently
+ignored setting) and is strict (TOML is typed, so `check_crc = "no"` is a mistake to
+report, not a string to coerce). Rules that span several meters (one primary, unique
+names and sources, settings that only make sense together) live in
+`p1daemon.config.rules`, which sees the raw file and can therefore report them next to
+field errors in one run; `p1daemon.config.loader.load_config` applies both.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+)
+
+from p1daemon.config.ean import ean_problem
+from p1daemon.frame.framer import DEFAULT_MAX_FRAME
+from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
+from p1daemon.publish.settings import BufferSettings, MqttSettings
+from p1daemon.reading.meter import Role
+from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source
+
+NAME_PATTERN = re.compile(r"^[a-z0-9_-]+$")
+MAX_NAME_LENGTH = 64
+MAX_SECONDARY = 5
+TARIFFS = ("t1", "t2", "t3", "t4")
+# The issue's promise: a vanished port is retried at least this often.
+MAX_RECONNECT_INTERVAL_S = 5.0
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+NonNegativeSeconds = Annotated[float, Field(ge=0)]
+
+
+class MeterConfig(BaseModel):
+    """One metering point: its identity (name, role, EAN) and how to reach its P1 port."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str
+    role: Role = "primary"
+    ean: str | None = None
+    source: str
+    baudrate: int | Literal["auto"] = "auto"
+    bytesize: Literal[7, 8] | None = None
+    parity: Literal["N", "E", "O"] | None = None
+    stopbits: Literal[1, 2] | None = None
+    key: SecretStr | None = None
+    auth_key: SecretStr = SecretStr(SMARTY_AUTH_KEY.hex().upper())
+    check_crc: bool = True
+    max_frame_bytes: Annotated[int, Field(ge=256, le=1024 * 1024)] = DEFAULT_MAX_FRAME
+    silence_timeout_s: PositiveSeconds = 30.0
+    replay_interval_s: NonNegativeSeconds = 1.0
+    replay_loop: bool = False
+    publish_interval_s: NonNegativeSeconds = 0.0
+    tariff_labels: dict[str, str] = Field(default_factory=dict)
+    reconnect_initial_s: PositiveSeconds = 0.5
+    reconnect_max_s: Annotated[float, Field(gt=0, le=MAX_RECONNECT_INTERVAL_S)] = (
+        MAX_RECONNECT_INTERVAL_S
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_shape(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                f"use lower-case letters, digits, '-' and '_' only (it becomes an MQTT "
+                f"topic level), got {value!r}"
+            )
+        if len(value) > MAX_NAME_LENGTH:
+            raise ValueError(f"at most {MAX_NAME_LENGTH} characters, got {len(value)}")
+        return value
+
+    @field_validator("ean", mode="before")
+    @classmethod
+    def _ean_valid(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            raise ValueError(
+                "must be a quoted string of 18 digits (TOML numbers lose leading zeros)"
+            )
+        if isinstance(value, str):
+            problem = ean_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_form(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        base_dir = (info.context or {}).get("base_dir")
+        try:
+            spec = parse_source(value, base_dir=base_dir)
+        except SourceSpecError as exc:
+            raise ValueError(str(exc)) from None
+        if spec.path is not None and not spec.path.is_file():
+            raise ValueError(f"replay file not found: {spec.path}")
+        return spec.text
+
+    @field_validator("baudrate", mode="before")
+    @classmethod
+    def _baudrate_value(cls, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and 50 <= value <= 4_000_000:
+            return value
+        raise ValueError(f'must be "auto" or a baud rate such as 115200 or 9600, got {value!r}')
+
+    @field_validator("key", "auth_key", mode="before")
+    @classmethod
+    def _key_hex(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name == "auth_key" and isinstance(value, str) and value.lower() == "none":
+            return value
+        if isinstance(value, str):
+            try:
+                parse_key(value, "the key")
+            except InvalidKeyError as exc:
+                raise ValueError(str(exc).removeprefix("the key ")) from None
+        return value
+
+    @field_validator("tariff_labels", mode="before")
+    @classmethod
+    def _tariff_names(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            unknown = [k for k in value if k not in TARIFFS]
+            if unknown:
+                raise ValueError(f"unknown tariff {unknown[0]!r}; use t1, t2, t3 or t4")
+        return value
+
+    @property
+    def source_spec(self) -> SourceSpec:
+        # Already validated (and replay paths made absolute) when the model was built.
+        return parse_source(self.source)
+
+    @property
+    def key_bytes(self) -> bytes | None:
+        return None if self.key is None else parse_key(self.key.get_secret_value())
+
+    @property
+    def auth_key_bytes(self) -> bytes | None:
+        text = self.auth_key.get_secret_value()
+        return None if text.lower() == "none" else parse_key(text)
+
+    @property
+    def finite(self) -> bool:
+        """A non-looping replay: its reader ends by itself when the capture is played."""
+        return self.source_spec.finite_capable and not self.replay_loop
+
+
+class Config(BaseModel):
+    """The whole file. `[mqtt]` and `[buffer]` belong to the publishing layer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    buffer: BufferSettings = Field(default_factory=BufferSettings)
+    meters: list[MeterConfig] = Field(min_length=1)
+
+    def meter(self, name: str) -> MeterConfig:
+        for meter in self.meters:
+            if meter.name == name:
+                return meter
+        raise KeyError(name)
+
+    def secret_values(self) -> list[str]:
+        """Every secret string in the configuration, for log redaction."""
+        secrets: list[str] = []
+        if self.mqtt.password is not None:
+            secrets.append(self.mqtt.password.get_secret_value())
+        for meter in self.meters:
+            if meter.key is not None:
+                secrets.append(meter.key.get_secret_value())
+            auth = meter.auth_key.get_secret_value()
+            if auth.lower() != "none" and auth.upper() != SMARTY_AUTH_KEY.hex().upper():
+                secrets.append(auth)
+        return secrets
+
+    @property
+    def all_finite(self) -> bool:
+        return all(meter.finite for meter in self.meters)
+
+
+def base_dir_context(path: Path) -> dict[str, Any]:
+    """Validation context: relative replay paths are relative to the config file's folder."""
+    return {"base_dir": path.resolve().parent}

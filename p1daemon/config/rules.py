@@ -1,0 +1,131 @@
+"""Rules that involve more than one key, checked on the raw file next to field validation.
+
+Working on the raw TOML data (rather than on validated models) means a duplicate name is
+reported even when the same file also has a bad EAN elsewhere: the user fixes every
+problem in one round instead of discovering them one start-up at a time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from p1daemon.config.model import MAX_SECONDARY
+from p1daemon.source.spec import SourceSpecError, parse_source
+
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
+
+_LINE_KEYS = ("bytesize", "parity", "stopbits")
+
+
+def _label(index: int, meter: dict[str, Any]) -> str:
+    name = meter.get("name")
+    return f"meters[{index}] ({name})" if isinstance(name, str) else f"meters[{index}]"
+
+
+def _meter_tables(raw: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    meters = raw.get("meters")
+    if not isinstance(meters, list):
+        return []
+    return [(i, m) for i, m in enumerate(meters) if isinstance(m, dict)]
+
+
+def _unique(
+    tables: list[tuple[int, dict[str, Any]]], key: str, what: str, identity: Any = None
+) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[Any, tuple[int, dict[str, Any]]] = {}
+    for index, meter in tables:
+        value = meter.get(key)
+        if not isinstance(value, str):
+            continue
+        ident = identity(value) if identity else value
+        if ident is None:
+            continue
+        if ident in seen:
+            first, first_meter = seen[ident]
+            problems.append(((("meters", index, key)), f"{what} as {_label(first, first_meter)}"))
+        else:
+            seen[ident] = (index, meter)
+    return problems
+
+
+def _roles(tables: list[tuple[int, dict[str, Any]]]) -> list[Problem]:
+    problems: list[Problem] = []
+    primary: tuple[int, dict[str, Any]] | None = None
+    secondaries = 0
+    for index, meter in tables:
+        role = meter.get("role", "primary")
+        if role == "primary":
+            if primary is None:
+                primary = (index, meter)
+                continue
+            hint = "" if "role" in meter else ' (role defaults to "primary")'
+            problems.append(
+                (
+                    ("meters", index, "role"),
+                    f"at most one meter can be primary, {_label(*primary)} already is{hint}",
+                )
+            )
+        elif role == "secondary":
+            secondaries += 1
+            if secondaries == MAX_SECONDARY + 1:
+                problems.append(
+                    (
+                        ("meters", index, "role"),
+                        f"at most {MAX_SECONDARY} secondary metering points per connection",
+                    )
+                )
+    return problems
+
+
+def _meter_settings(index: int, meter: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    if meter.get("baudrate", "auto") == "auto":
+        for key in _LINE_KEYS:
+            if key in meter:
+                problems.append(
+                    (
+                        ("meters", index, key),
+                        'needs a fixed baudrate (baudrate = "auto" detects 115200 8N1 '
+                        "or 9600 7E1 by itself)",
+                    )
+                )
+    initial, ceiling = meter.get("reconnect_initial_s"), meter.get("reconnect_max_s", 5.0)
+    if isinstance(initial, int | float) and isinstance(ceiling, int | float) and initial > ceiling:
+        problems.append(
+            (
+                ("meters", index, "reconnect_initial_s"),
+                f"must not exceed reconnect_max_s ({ceiling})",
+            )
+        )
+    if isinstance(meter.get("key"), str) and importlib.util.find_spec("cryptography") is None:
+        problems.append(
+            (
+                ("meters", index, "key"),
+                "decrypting Smarty telegrams needs the 'cryptography' package: "
+                "pip install 'p1daemon[smarty]'",
+            )
+        )
+    return problems
+
+
+def cross_check(raw: dict[str, Any], base_dir: Path) -> list[Problem]:
+    """Problems spanning several keys or meters, in file order."""
+    tables = _meter_tables(raw)
+
+    def source_identity(text: str) -> str | None:
+        try:
+            return parse_source(text, base_dir=base_dir).identity
+        except SourceSpecError:
+            return None  # reported by field validation
+
+    problems = _unique(tables, "name", "same name")
+    problems += _roles(tables)
+    problems += _unique(tables, "source", "same source", source_identity)
+    problems += _unique(tables, "ean", "same EAN")
+    for index, meter in tables:
+        problems += _meter_settings(index, meter)
+    return problems

@@ -1,0 +1,63 @@
+"""From a meter's configuration (or a `probe` command line) to the right `ByteSource`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from p1daemon.config.model import MeterConfig
+from p1daemon.source.autobaud import LineSettingsDetector
+from p1daemon.source.base import ByteSource
+from p1daemon.source.line import DSMR4, LineSettings
+from p1daemon.source.replay import ReplaySource
+from p1daemon.source.serial_port import SerialSource
+from p1daemon.source.spec import SourceKind, SourceSpec
+from p1daemon.source.tcp import TcpSource
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOptions:
+    line: LineSettings | None = None
+    """Fixed serial settings; None detects them."""
+    encrypted: bool = False
+    check_crc: bool = True
+    max_frame: int = 8192
+    replay_interval_s: float = 1.0
+    replay_loop: bool = False
+
+
+def options_for(meter: MeterConfig) -> SourceOptions:
+    line = None
+    if meter.baudrate != "auto":
+        line = LineSettings(
+            meter.baudrate, meter.bytesize or 8, meter.parity or "N", meter.stopbits or 1
+        )
+    return SourceOptions(
+        line=line,
+        encrypted=meter.key is not None,
+        check_crc=meter.check_crc,
+        max_frame=meter.max_frame_bytes,
+        replay_interval_s=meter.replay_interval_s,
+        replay_loop=meter.replay_loop,
+    )
+
+
+def build_source(spec: SourceSpec, options: SourceOptions) -> ByteSource:
+    if spec.kind is SourceKind.REPLAY:
+        assert spec.path is not None
+        return ReplaySource(
+            spec.path, interval_s=options.replay_interval_s, loop=options.replay_loop
+        )
+    if spec.kind is SourceKind.SOCKET:
+        return TcpSource(spec.host, spec.port)
+    if options.line is not None:
+        return SerialSource(spec.text, line=options.line)
+    if options.encrypted:
+        # Encrypted frames are binary, so "printable text" evidence cannot judge them; and
+        # Smarty mandates 115200 8N1 anyway.
+        return SerialSource(spec.text, line=DSMR4)
+    detector = LineSettingsDetector(check_crc=options.check_crc, max_frame=options.max_frame)
+    return SerialSource(spec.text, detector=detector)
+
+
+def source_for(meter: MeterConfig) -> ByteSource:
+    return build_source(meter.source_spec, options_for(meter))

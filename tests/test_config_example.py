@@ -1,0 +1,64 @@
+"""The shipped configuration files load, and the example documents every key."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from p1daemon.config import load_config
+from p1daemon.config.model import MeterConfig
+from p1daemon.publish.settings import BufferSettings, MqttSettings
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "config" / "p1daemon.example.toml"
+DEMO = REPO / "config" / "demo.toml"
+
+
+def section_text(name: str) -> str:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    header = re.search(rf"^\[{re.escape(name)}\]$", text, re.MULTILINE)
+    assert header, f"no [{name}] table in {EXAMPLE.name}"
+    following = re.search(r"^\[", text[header.end() :], re.MULTILINE)
+    return text[header.start() : header.end() + following.start() if following else len(text)]
+
+
+@pytest.mark.parametrize(
+    ("section", "model"),
+    [("mqtt", MqttSettings), ("buffer", BufferSettings), ("[meters]", MeterConfig)],
+)
+def test_example_documents_every_key_with_its_default(section: str, model: type[BaseModel]) -> None:
+    text = section_text(section)
+    for name, field in model.model_fields.items():
+        match = re.search(rf"^#? ?{name} = (.*?)(\s+#.*)?$", text, re.MULTILINE)
+        assert match, f"[{section}] {name} is not documented in {EXAMPLE.name}"
+        default: Any = field.get_default(call_default_factory=False)
+        if field.is_required() or default is None or field.default_factory is not None:
+            continue
+        if hasattr(default, "get_secret_value"):
+            default = default.get_secret_value()
+        shown = tomllib.loads(f"v = {match.group(1)}")["v"]
+        assert shown == default, f"[{section}] {name}: documented {shown!r}, default {default!r}"
+        assert not match.group(0).startswith("#"), f"[{section}] {name}: default shown commented"
+
+
+def test_example_is_valid_as_shipped() -> None:
+    config = load_config(EXAMPLE, {})
+    assert [m.name for m in config.meters] == ["house"]
+
+
+def test_demo_is_two_metering_points_replayed_from_the_project_captures() -> None:
+    if not (REPO / "fixtures" / "demo" / "house.txt").is_file():
+        pytest.skip("fixtures/demo captures are not in this checkout yet")
+    config = load_config(DEMO, {})
+    assert [(m.name, m.role) for m in config.meters] == [
+        ("house", "primary"),
+        ("carport", "secondary"),
+    ]
+    assert all(m.replay_loop and m.replay_interval_s == 1 for m in config.meters)
+    assert config.meters[1].ean is not None
+    assert config.meters[0].source == f"replay:{REPO / 'fixtures' / 'demo' / 'house.txt'}"
