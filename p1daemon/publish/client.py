@@ -1,0 +1,237 @@
+"""The connection to the broker: paho-mqtt 2.x set up once, watched, and never waited on.
+
+paho runs its own network thread (`loop_start`) and reconnects forever with capped
+exponential backoff; start-up only schedules the first attempt (`connect_async`).
+
+The callbacks below never take the publisher's lock. paho calls `on_publish` while it
+holds its own outgoing-message lock, and the publisher calls `publish()` (which takes
+that paho lock) while holding its own; a callback taking the publisher's lock would
+deadlock the two threads. So callbacks only record what happened (an acknowledged
+message id, a new connection) in structures that are safe without a lock, and wake the
+publisher's worker, which does the bookkeeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from p1daemon.publish.settings import MqttSettings
+from p1daemon.publish.topics import Topics
+
+log = logging.getLogger("p1daemon.publish")
+_paho_log = logging.getLogger("p1daemon.publish.paho")
+
+
+class _NoRepeats(logging.Filter):
+    """paho logs the same error on every retry while the broker is away or refusing us
+    ("Client is not connected", "failed to receive on socket: ..."); one line per streak of
+    identical messages is enough, since `BrokerLink` reports the outage itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if text.startswith("Client is not connected"):
+            return False
+        if text == self._last:
+            return False
+        self._last = text
+        return True
+
+
+_paho_log.addFilter(_NoRepeats())
+_paho_log.setLevel(logging.WARNING)  # its DEBUG is one line per packet
+
+
+class MqttSetupError(Exception):
+    """The settings cannot work at all (unreadable CA or password file): one clear line."""
+
+
+class BrokerLink:
+    def __init__(self, settings: MqttSettings, topics: Topics, wake: Callable[[], None]) -> None:
+        self.settings = settings
+        self._wake = wake
+        # Written by paho's thread, read by the worker. Single attribute stores and
+        # deque.append/popleft are atomic in CPython; see the module docstring for why
+        # there is no lock here.
+        self.acks: deque[int] = deque()
+        self.connected = False
+        self.generation = 0  # +1 on every accepted connection
+        self.connects = 0
+        self.attempt_failures = 0
+        self.receive_maximum: int | None = None
+        self.rejected = 0  # MQTT 5 PUBACKs with a failure reason
+        self._rejections_logged: set[str] = set()
+        self.problem: str | None = None  # why we are not connected, for status lines
+        self._logged_problem: str | None = None
+        self._stopping = False
+        self._refused = False  # the broker answered this attempt with a refusing CONNACK
+        self._client = self._build(topics)
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def _build(self, topics: Topics) -> mqtt.Client:
+        s = self.settings
+        protocol = MQTTProtocolVersion.MQTTv5 if s.protocol == "5" else MQTTProtocolVersion.MQTTv311
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            protocol=protocol,
+            reconnect_on_failure=True,
+        )
+        client.enable_logger(_paho_log)  # paho's own errors (e.g. in a callback) stay visible
+        if s.username:
+            try:
+                password = s.resolved_password()
+            except OSError as exc:
+                raise MqttSetupError(f"mqtt.password_file: cannot read it: {exc}") from exc
+            client.username_pw_set(s.username, password)
+        if s.tls:
+            self._set_tls(client)
+        client.will_set(topics.status, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(s.reconnect_max_delay_s)))
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        return client
+
+    def _set_tls(self, client: mqtt.Client) -> None:
+        s = self.settings
+        try:
+            context = ssl.create_default_context(
+                cafile=str(s.ca_file) if s.ca_file is not None else None
+            )
+            if s.cert_file is not None and s.key_file is not None:
+                context.load_cert_chain(str(s.cert_file), str(s.key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise MqttSetupError(f"mqtt TLS files: {exc}") from exc
+        if s.tls_insecure:
+            # Only when the user asked for it in so many words (tls_insecure = true).
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        client.tls_set_context(context)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Schedule the first connection and return at once; paho's thread does the rest."""
+        kwargs: dict[str, Any] = {}
+        if self.settings.protocol == "5":
+            kwargs["clean_start"] = True
+        self._client.connect_async(
+            self.settings.host, self.settings.port, keepalive=self.settings.keepalive, **kwargs
+        )
+        self._client.loop_start()
+
+    def stop(self, timeout: float) -> None:
+        """Disconnect cleanly (the broker then does not send the will) and end paho's thread."""
+        self._stopping = True
+        try:
+            self._client.disconnect()
+        except Exception as exc:  # paho may raise on a half-open socket; we are leaving anyway
+            log.debug("disconnect: %s", exc)
+        # loop_stop() joins without a timeout; a stuck TCP connect must not hold up SIGTERM.
+        stopper = threading.Thread(target=self._client.loop_stop, name="mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(max(0.0, timeout))
+        if stopper.is_alive():
+            log.warning("MQTT network thread did not stop within %.1f s; leaving it", timeout)
+        self.connected = False
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
+        """The message id if paho took the message (sent, or kept for after a reconnect)."""
+        try:
+            info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        except ValueError as exc:
+            log.error("cannot publish to %s: %s", topic, exc)
+            return None
+        if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                return None  # paho drops QoS 0 messages it cannot send
+            return int(info.mid)
+        return None
+
+    # -- paho callbacks (paho's network thread) --------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        if reason_code.is_failure:
+            self.attempt_failures += 1
+            self._refused = True
+            self._report(f"the broker refused the connection: {reason_code}")
+            return
+        self.receive_maximum = getattr(properties, "ReceiveMaximum", None)
+        self.connects += 1
+        self.generation += 1
+        self.connected = True
+        self.problem = None
+        if self._logged_problem is not None or self.connects == 1:
+            log.info("connected to MQTT broker %s", self.where)
+        self._logged_problem = None
+        self._wake()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this from inside its `except OSError` block, so the exception that
+        # made the attempt fail (refused, TLS verification, DNS) is still the current one.
+        exc = sys.exception()
+        self.attempt_failures += 1
+        self._report(f"cannot connect: {exc}" if exc else "cannot connect")
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        was_connected = self.connected
+        self.connected = False
+        refused, self._refused = self._refused, False
+        if self._stopping:
+            pass
+        elif was_connected:
+            self._report(f"lost the connection: {reason_code}")
+        elif not refused:
+            # TCP was accepted but the MQTT handshake never completed (e.g. plain MQTT
+            # to a TLS port): count it as a failed attempt so it is visible too.
+            self.attempt_failures += 1
+            self._report(f"the connection closed before the broker accepted it: {reason_code}")
+        self._wake()
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
+    ) -> None:
+        if reason_code is not None and reason_code.is_failure:
+            # MQTT 5 only: the broker answered but will not deliver (e.g. an ACL denies the
+            # topic). Re-sending would be refused forever and hold up every later reading,
+            # so it counts as done - visibly: counted, and logged once per reason.
+            self.rejected += 1
+            reason = str(reason_code)
+            if reason not in self._rejections_logged:
+                self._rejections_logged.add(reason)
+                log.error("MQTT broker %s refused a published message: %s", self.where, reason)
+        self.acks.append(mid)
+        self._wake()
+
+    def _report(self, problem: str) -> None:
+        """Log a connection problem once, not on every retry: the same reason is one line."""
+        self.problem = problem
+        if problem != self._logged_problem:
+            self._logged_problem = problem
+            log.warning(
+                "MQTT broker %s: %s; retrying with backoff (at most %g s apart)",
+                self.where,
+                problem,
+                self.settings.reconnect_max_delay_s,
+            )

@@ -1,0 +1,360 @@
+"""`MqttSink`: the `ReadingSink` that publishes to MQTT through the durable outbox.
+
+Lifecycle (called by the daemon):
+
+    sink = MqttSink(settings.mqtt, settings.buffer, health=..., publish_intervals=...)
+    sink.start()            # opens the outbox, schedules the connection; never waits for it
+    sink.submit(reading)    # from any reader thread; cheap; the sink owns the reading after
+    sink.state()            # one line for the systemd STATUS
+    sink.stop(timeout=8.0)  # persist what is unacknowledged, publish `offline`, disconnect
+
+One worker thread does all the publishing and all the disk work, so readers never wait
+for the network or the SD card; paho's own thread does the network I/O. See
+`pipeline.py` for the ordering and durability rules and `outbox.py` for the
+durability trade-off and the `synchronous` option.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from p1daemon.publish import health
+from p1daemon.publish.client import BrokerLink
+from p1daemon.publish.outbox import Outbox, OutboxUnavailable
+from p1daemon.publish.pipeline import Pipeline
+from p1daemon.publish.settings import BufferSettings, MqttSettings
+from p1daemon.publish.throttle import Throttle
+from p1daemon.publish.topics import RESERVED_METER_NAMES, Topics
+from p1daemon.reading.meter import MeterReading
+
+log = logging.getLogger("p1daemon.publish")
+
+HealthSource = Callable[[], Mapping[str, Mapping[str, Any]]]
+
+_HEALTH_CHECK_S = 1.0
+_STUCK_AFTER_S = 30.0  # the worker goes round at least every second when all is well
+_OFFLINE_ACK_WAIT_S = 1.5
+
+
+class SinkClosed(RuntimeError):
+    """`submit` after `stop`: the reader should have been stopped first."""
+
+
+def _no_stats() -> Mapping[str, Mapping[str, Any]]:
+    return {}
+
+
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+class MqttSink:
+    """The daemon's `ReadingSink` (and `ReportsStatus`) for MQTT; see the module docstring."""
+
+    def __init__(
+        self,
+        mqtt: MqttSettings,
+        buffer: BufferSettings,
+        *,
+        health_source: HealthSource | None = None,
+        publish_intervals: Mapping[str, float] | None = None,
+        window: int = 100,
+    ) -> None:
+        self.mqtt = mqtt
+        self.buffer = buffer
+        self.topics = Topics(mqtt.topic_prefix)
+        self._health_source = health_source or _no_stats
+        self._throttle: Throttle[MeterReading] = Throttle(publish_intervals or {})
+        self._window = window
+        self._wake = threading.Event()
+        self._accept_lock = threading.Lock()
+        self._closed = False
+        self._stopping = threading.Event()
+        self._started_mono = time.monotonic()
+        self.outbox = Outbox(
+            Path(buffer.path),
+            max_bytes=int(buffer.max_mb * 1_000_000),
+            synchronous=buffer.synchronous,
+        )
+        self.link: BrokerLink | None = None
+        self.pipeline: Pipeline | None = None
+        self._worker: threading.Thread | None = None
+        self._meters: set[str] = set()
+        self._last_health = float("-inf")
+        self._last_health_check = float("-inf")
+        self._signatures: dict[str, tuple[Any, ...]] = {}
+        self._oldest_age_s: float | None = None
+        self._last_stats: Mapping[str, Mapping[str, Any]] = {}
+        self._stop_deadline = 0.0
+        self._last_round = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the outbox and schedule the broker connection; returns without waiting for it.
+
+        Raises OutboxUnavailable (the outbox path cannot be used at all: permissions, a
+        missing mount) or client.MqttSetupError (unreadable CA, key or password file); both
+        carry one line meant for the user. A *corrupt* outbox does not raise: it is moved
+        aside and a fresh one is started.
+        """
+        if self._worker is not None:
+            raise RuntimeError("MqttSink.start() called twice")
+        self._started_mono = time.monotonic()
+        self.outbox.open()
+        try:
+            link = BrokerLink(self.mqtt, self.topics, self._wake.set)
+        except Exception:
+            self.outbox.close()
+            raise
+        self.link = link
+        self.pipeline = Pipeline(
+            self.outbox,
+            link,
+            self.topics,
+            qos=self.mqtt.qos,
+            commit_interval_s=self.buffer.commit_interval_s,
+            rate_per_s=self.buffer.drain_rate_per_s,
+            window=self._window,
+        )
+        if self.outbox.rows:
+            log.info("outbox %s holds %d queued readings", self.outbox.path, self.outbox.rows)
+        self._worker = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+        self._worker.start()
+        link.start()
+
+    def submit(self, reading: MeterReading) -> None:
+        """Accept one reading (thread-safe). Once this returns the reading is the sink's."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            raise RuntimeError("MqttSink.submit() before start()")
+        meter = reading.meter
+        if meter in RESERVED_METER_NAMES:
+            raise ValueError(f"meter name {meter!r} is reserved for the daemon's own topics")
+        pipeline.wait_for_room()
+        now = time.monotonic()
+        with self._accept_lock:
+            if self._closed:
+                raise SinkClosed("the MQTT sink is stopped")
+            admitted = self._throttle.offer(meter, reading, now)
+            self._meters.add(meter)
+            if admitted is not None:
+                # Serialised under the lock so that readings of one meter keep their order.
+                pipeline.accept(meter, admitted.model_dump_json().encode())
+        self._wake.set()
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """Persist everything unacknowledged, publish `offline`, disconnect; within `timeout`."""
+        worker = self._worker
+        if worker is None:
+            return
+        self._stop_deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._wake.set()
+        worker.join(timeout)
+        if worker.is_alive():
+            log.error("the MQTT publisher did not stop within %.1f s", timeout)
+
+    # -- status ------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.link is not None and self.link.connected
+
+    def state(self) -> str:
+        """One short line for the systemd STATUS: is the broker there, how much is queued."""
+        link, pipeline = self.link, self.pipeline
+        if link is None or pipeline is None:
+            return "mqtt not started"
+        depth = pipeline.depth
+        queued = "outbox empty" if depth == 0 else f"{depth} queued"
+        if depth and self._oldest_age_s is not None:
+            queued += f", oldest {_age(self._oldest_age_s)}"
+        if link.connected:
+            return f"mqtt connected to {link.where}, {queued}"
+        why = f" ({link.problem})" if link.problem else ""
+        return f"mqtt NOT connected to {link.where}{why}, {queued}"
+
+    def status(self) -> str:
+        """`ReportsStatus` for the daemon's STATUS line: the same as `state()`."""
+        return self.state()
+
+    def healthy(self) -> bool:
+        """False only if the publisher itself is stuck or dead - never for an absent broker,
+        which is a normal condition the daemon rides out (and the watchdog must not punish)."""
+        worker = self._worker
+        if worker is None or self._stopping.is_set():
+            return True
+        return worker.is_alive() and time.monotonic() - self._last_round < _STUCK_AFTER_S
+
+    def daemon_health(self) -> dict[str, Any]:
+        """The `<prefix>/daemon/health` document (call from any thread; no disk access)."""
+        link, pipeline = self.link, self.pipeline
+        assert link is not None and pipeline is not None
+        counters = pipeline.counters
+        figures = health.DaemonFigures(
+            uptime_s=time.monotonic() - self._started_mono,
+            broker_connected=link.connected,
+            broker_connects=link.connects,
+            broker_failed_attempts=link.attempt_failures,
+            broker_rejected=link.rejected,
+            depth=pipeline.depth,
+            in_memory=pipeline.in_memory,
+            on_disk=self.outbox.rows,
+            oldest_age_s=self._oldest_age_s,
+            dropped_full=counters.dropped_full,
+            dropped_memory=counters.dropped_memory,
+            lost_corrupt=counters.lost_corrupt,
+            moved_aside=len(self.outbox.moved_aside),
+            outbox_writable=self.outbox.is_open,
+            accepted=counters.accepted,
+            published=counters.published,
+            throttled=self._throttle.replaced,
+            meters=tuple(sorted(self._meters_known())),
+        )
+        return health.daemon_report(figures)
+
+    def _meters_known(self) -> set[str]:
+        return self._meters | set(self._last_stats)
+
+    # -- the worker ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pipeline = self.pipeline
+        assert pipeline is not None
+        while not self._stopping.is_set():
+            self._last_round = time.monotonic()
+            try:
+                self._release_throttled()
+                sleep = pipeline.step()
+                if pipeline.new_connection:
+                    pipeline.new_connection = False
+                    self._queue_health(force=True)
+                    continue
+                sleep = min(sleep, self._health_round())
+                due = self._throttle_due()
+                if due is not None:
+                    sleep = min(sleep, max(0.0, due - time.monotonic()))
+            except Exception:
+                # A bug here must not silently end publishing: log it and keep going.
+                log.exception("MQTT publisher round failed; retrying")
+                sleep = 1.0
+            self._wake.wait(sleep)
+            self._wake.clear()
+        self._shutdown()
+
+    def _release_throttled(self) -> None:
+        pipeline = self.pipeline
+        assert pipeline is not None
+        now = time.monotonic()
+        with self._accept_lock:
+            for reading in self._throttle.due(now):
+                pipeline.accept(reading.meter, reading.model_dump_json().encode())
+
+    def _throttle_due(self) -> float | None:
+        with self._accept_lock:
+            return self._throttle.next_due()
+
+    def _health_round(self) -> float:
+        now = time.monotonic()
+        if now - self._last_health_check >= _HEALTH_CHECK_S:
+            self._last_health_check = now
+            self._queue_health(force=now - self._last_health >= self.mqtt.health_interval_s)
+        return max(0.0, self._last_health_check + _HEALTH_CHECK_S - now)
+
+    def _queue_health(self, *, force: bool) -> None:
+        """Build the reports; queue the ones that are due or changed significantly."""
+        pipeline, link = self.pipeline, self.link
+        assert pipeline is not None and link is not None
+        self._oldest_age_s = self._oldest_age()
+        try:
+            self._last_stats = dict(self._health_source())
+        except Exception:
+            log.exception("the meter statistics callback failed")
+        if not link.connected:
+            return
+        reports: dict[str, dict[str, Any]] = {self.topics.daemon_health: self.daemon_health()}
+        counters = pipeline.counters
+        for meter in sorted(self._meters_known()):
+            reports[self.topics.health(meter)] = health.meter_report(
+                meter,
+                self._last_stats.get(meter),
+                submitted=counters.accepted_by_meter.get(meter, 0),
+                published=counters.published_by_meter.get(meter, 0),
+            )
+        for topic, report in reports.items():
+            signature = (
+                health.daemon_signature(report)
+                if topic == self.topics.daemon_health
+                else health.meter_signature(report)
+            )
+            if force or self._signatures.get(topic) != signature:
+                self._signatures[topic] = signature
+                pipeline.queue_side(topic, health.encode(report))
+        if force:
+            self._last_health = time.monotonic()
+
+    def _oldest_age(self) -> float | None:
+        pipeline = self.pipeline
+        assert pipeline is not None
+        candidates = []
+        if self.outbox.is_open and self.outbox.rows:
+            try:
+                oldest = self.outbox.oldest_accepted_at()
+            except Exception:  # the next write handles a damaged file; this is only a report
+                oldest = None
+            if oldest is not None:
+                candidates.append(oldest)
+        volatile = pipeline.oldest_volatile_at()
+        if volatile is not None:
+            candidates.append(volatile)
+        return max(0.0, time.time() - min(candidates)) if candidates else None
+
+    def _shutdown(self) -> None:
+        pipeline, link = self.pipeline, self.link
+        assert pipeline is not None and link is not None
+        deadline = self._stop_deadline or time.monotonic() + 8.0
+        try:
+            with self._accept_lock:
+                self._closed = True
+                held = self._throttle.release_all()
+                for reading in held:
+                    pipeline.accept(reading.meter, reading.model_dump_json().encode())
+            unsaved = pipeline.persist_everything()
+            if unsaved:
+                log.error(
+                    "could not write %d unacknowledged readings to the outbox %s; they are lost",
+                    unsaved,
+                    self.outbox.path,
+                )
+            if pipeline.publish_side_now(self.topics.status, b"offline"):
+                wait_until = min(deadline - 1.0, time.monotonic() + _OFFLINE_ACK_WAIT_S)
+                while time.monotonic() < wait_until:
+                    pipeline.take_acks()
+                    if not pipeline.side_in_flight(self.topics.status):
+                        break
+                    self._wake.wait(0.05)
+                    self._wake.clear()
+            pipeline.flush_deletes()
+        except Exception:
+            log.exception("error while stopping the MQTT publisher")
+        finally:
+            link.stop(max(0.5, deadline - time.monotonic() - 0.2))
+            try:
+                pipeline.flush_deletes()
+            except Exception:
+                log.exception("error while writing the last acknowledgements")
+            self.outbox.close()
+
+
+__all__ = ["MqttSink", "OutboxUnavailable", "SinkClosed"]
