@@ -19,11 +19,15 @@ from p1daemon.config.model import Config
 from p1daemon.config.render import render_config
 from p1daemon.daemon.app import Daemon
 from p1daemon.daemon.probe import ProbeError, describe, probe
+from p1daemon.daemon.sink import ReadingSink
 from p1daemon.daemon.stdout_sink import JsonLinesSink
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
 from p1daemon.parse.stream import ReadingStream
+from p1daemon.publish.client import MqttSetupError
+from p1daemon.publish.outbox import OutboxUnavailable
+from p1daemon.publish.sink import MqttSink
 from p1daemon.service.hooks import SystemdHooks
 from p1daemon.service.logsetup import setup_logging
 from p1daemon.source.factory import SourceOptions
@@ -156,11 +160,25 @@ def run(config_path: str, to_stdout: bool, log_level: str) -> None:
         log_setup.set_secrets(secrets)
         return new
 
-    # Until MQTT publishing is wired in, stdout is the only sink (with or without --stdout).
-    sink = JsonLinesSink(sys.stdout)
+    sink: ReadingSink
+    daemon: Daemon | None = None
+    if to_stdout:
+        sink = JsonLinesSink(sys.stdout)
+    else:
+        # The sink reports per-meter health that only the daemon knows; the daemon needs
+        # the sink to start. The lambda closes that loop once both exist.
+        sink = MqttSink(
+            config.mqtt,
+            config.buffer,
+            health_source=lambda: daemon.meter_snapshots() if daemon is not None else {},
+            publish_intervals={m.name: m.publish_interval_s for m in config.meters},
+        )
     daemon = Daemon(config, sink, SystemdHooks.from_environment(), reload=reload)
     try:
         status = daemon.run()
+    except (OutboxUnavailable, MqttSetupError) as exc:
+        logging.getLogger("p1daemon").error("%s", exc)
+        sys.exit(1)
     except Exception as exc:  # a bug: say it in one line (details with --log-level debug)
         logging.getLogger("p1daemon").debug("fatal error", exc_info=True)
         click.echo(f"p1daemon: fatal error: {type(exc).__name__}: {exc}", err=True)

@@ -27,10 +27,11 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
 extras=${P1DAEMON_EXTRAS:-smarty}
-stamp=".venv/.installed-$extras-$(sha1sum pyproject.toml | cut -c1-12)"
-if [ ! -f "$stamp" ]; then
+version=$(sha1sum pyproject.toml | cut -c1-12)
+stamp=".venv/.installed-$extras-$version"
+# The dev extras include everything the smarty extra brings.
+if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-dev-$version" ]; then
     .venv/bin/python -m pip install -q --upgrade pip >/dev/null
     .venv/bin/python -m pip install -q -e ".[$extras]"
-    rm -f .venv/.installed-*
     touch "$stamp"
 fi

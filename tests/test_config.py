@@ -244,6 +244,13 @@ def test_names_sources_and_eans_unique(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("name", ["daemon", "site"])
+def test_topic_level_names_are_reserved(name: str) -> None:
+    assert errors(meter(name=name, source="/dev/ttyUSB0")) == [
+        f"{FILE}: meters[0].name: {name!r} is reserved: <topic_prefix>/{name}/... is not a meter"
+    ]
+
+
 def test_same_device_through_a_symlink_is_a_duplicate(tmp_path: Path) -> None:
     device = tmp_path / "ttyUSB0"
     device.touch()
@@ -410,3 +417,18 @@ def test_any_single_digit_typo_is_caught(body: str, position: int, delta: int) -
     ean = body + str(gs1_check_digit(body))
     typo = ean[:position] + str((int(ean[position]) + delta) % 10) + ean[position + 1 :]
     assert ean_problem(typo) is not None
+
+
+def test_relative_buffer_and_mqtt_file_paths_resolve_against_the_config_folder(
+    tmp_path: Path,
+) -> None:
+    config = load_config(
+        write(
+            ONE_METER
+            + '[buffer]\npath = "state/outbox.db"\n'
+            + '[mqtt]\ntls = true\nca_file = "certs/ca.pem"\n'
+        ),
+        {},
+    )
+    assert config.buffer.path == str(tmp_path / "state" / "outbox.db")
+    assert config.mqtt.ca_file == tmp_path / "certs" / "ca.pem"

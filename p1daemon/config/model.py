@@ -27,6 +27,7 @@ from p1daemon.config.ean import ean_problem
 from p1daemon.frame.framer import DEFAULT_MAX_FRAME
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
 from p1daemon.publish.settings import BufferSettings, MqttSettings
+from p1daemon.publish.topics import RESERVED_METER_NAMES
 from p1daemon.reading.meter import Role
 from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source
 
@@ -78,6 +79,8 @@ class MeterConfig(BaseModel):
             )
         if len(value) > MAX_NAME_LENGTH:
             raise ValueError(f"at most {MAX_NAME_LENGTH} characters, got {len(value)}")
+        if value in RESERVED_METER_NAMES:
+            raise ValueError(f"{value!r} is reserved: <topic_prefix>/{value}/... is not a meter")
         return value
 
     @field_validator("ean", mode="before")

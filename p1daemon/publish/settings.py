@@ -16,7 +16,15 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class _Section(BaseModel):
@@ -64,6 +72,11 @@ class MqttSettings(_Section):
             raise ValueError("must not contain the MQTT wildcards '+' or '#'")
         return value
 
+    @field_validator("password_file", "ca_file", "cert_file", "key_file")
+    @classmethod
+    def _files_beside_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else _beside_config(value, info)
+
     @field_validator("client_id")
     @classmethod
     def _client_id_not_empty(cls, value: str) -> str:
@@ -106,6 +119,18 @@ class MqttSettings(_Section):
         return None
 
 
+def _beside_config(path: Path, info: ValidationInfo) -> Path:
+    """A relative path means "next to the configuration file", as replay sources do.
+
+    Relative to the working directory would make the same file behave differently under
+    systemd (cwd /) and in a terminal.
+    """
+    base_dir = (info.context or {}).get("base_dir")
+    if path.is_absolute() or base_dir is None:
+        return path
+    return Path(base_dir) / path
+
+
 class BufferSettings(_Section):
     path: str = "/var/lib/p1daemon/outbox.db"
     max_mb: float = Field(default=64.0, gt=0, le=65536)
@@ -115,10 +140,10 @@ class BufferSettings(_Section):
 
     @field_validator("path")
     @classmethod
-    def _path_not_empty(cls, value: str) -> str:
+    def _path_not_empty(cls, value: str, info: ValidationInfo) -> str:
         if not value.strip():
             raise ValueError("must not be empty")
-        return value
+        return str(_beside_config(Path(value), info))
 
     @field_validator("synchronous", mode="before")
     @classmethod

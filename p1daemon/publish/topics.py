@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# `<prefix>/daemon/health` shares its level with meter names, so no meter may be called this.
-RESERVED_METER_NAMES = frozenset({"daemon"})
+# `<prefix>/daemon/health` and `<prefix>/site/connection` share their level with meter
+# names, so no meter may be called either.
+RESERVED_METER_NAMES = frozenset({"daemon", "site"})
 
 
 @dataclass(frozen=True, slots=True)
