@@ -167,11 +167,10 @@ def run(config_path: str, to_stdout: bool, log_level: str) -> None:
     else:
         # The sink reports per-meter health that only the daemon knows; the daemon needs
         # the sink to start. The lambda closes that loop once both exist.
-        sink = MqttSink(
-            config.mqtt,
-            config.buffer,
+        # from_config also wires Home Assistant discovery and the energy views.
+        sink = MqttSink.from_config(
+            config,
             health_source=lambda: daemon.meter_snapshots() if daemon is not None else {},
-            publish_intervals={m.name: m.publish_interval_s for m in config.meters},
         )
     daemon = Daemon(config, sink, SystemdHooks.from_environment(), reload=reload)
     try:

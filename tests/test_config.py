@@ -432,3 +432,53 @@ def test_relative_buffer_and_mqtt_file_paths_resolve_against_the_config_folder(
     )
     assert config.buffer.path == str(tmp_path / "state" / "outbox.db")
     assert config.mqtt.ca_file == tmp_path / "certs" / "ca.pem"
+
+
+# -- Home Assistant, site and export cap ----------------------------------------------------
+
+
+def test_homeassistant_site_and_export_limit_settings() -> None:
+    text = (
+        '[homeassistant]\ndiscovery = true\nprefix = "ha"\n'
+        '[site]\ntopology = "series"\ntimezone = "Europe/Brussels"\n'
+        + ONE_METER
+        + "export_limit_kw = 2.5\nexport_limit_hold_s = 30\n"
+    )
+    config = load_config(write(text), {})
+    assert config.homeassistant.discovery and config.homeassistant.prefix == "ha"
+    assert config.site.topology == "series" and config.site.timezone == "Europe/Brussels"
+    (house,) = config.meters
+    assert (house.export_limit_kw, house.export_limit_hold_s) == (2.5, 30.0)
+    defaults = load_config(write(ONE_METER), {})
+    assert not defaults.homeassistant.discovery and defaults.site.topology == "parallel"
+    assert defaults.meters[0].export_limit_kw is None
+
+
+def test_export_limit_problems() -> None:
+    assert errors(ONE_METER + "export_limit_hold_s = 30\n") == [
+        "p1daemon.toml: meters[0].export_limit_hold_s: only applies together with "
+        "export_limit_kw (the export power limit)"
+    ]
+    (line,) = errors(ONE_METER + "export_limit_kw = 0\n")
+    assert (
+        line.startswith("p1daemon.toml: meters[0].export_limit_kw: ") and "greater than 0" in line
+    )
+    (line,) = errors(ONE_METER + "export_limit_kw = 1\nexport_limit_hold_s = 90000\n")
+    assert line.startswith("p1daemon.toml: meters[0].export_limit_hold_s: ")
+
+
+def test_site_and_homeassistant_problems() -> None:
+    assert errors('[site]\ntimezone = "Mars/Olympus_Mons"\n' + ONE_METER) == [
+        "p1daemon.toml: site.timezone: unknown time zone 'Mars/Olympus_Mons'"
+    ]
+    (line,) = errors('[site]\ntopology = "ring"\n' + ONE_METER)
+    assert line.startswith("p1daemon.toml: site.topology: ")
+    (line,) = errors('[homeassistant]\nprefix = "ha/"\n' + ONE_METER)
+    assert line.startswith("p1daemon.toml: homeassistant.prefix: must be non-empty")
+    clash = '[mqtt]\ntopic_prefix = "ha"\n[homeassistant]\ndiscovery = true\nprefix = "ha"\n'
+    assert errors(clash + ONE_METER) == [
+        "p1daemon.toml: homeassistant.prefix: [homeassistant] prefix and [mqtt] topic_prefix "
+        "must differ, both 'ha'"
+    ]
+    # Without discovery nothing listens on the Home Assistant prefix: no clash.
+    load_config(write(clash.replace("discovery = true", "discovery = false") + ONE_METER), {})

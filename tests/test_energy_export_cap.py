@@ -132,3 +132,23 @@ def test_demo_capture() -> None:
         if (a := monitor.feed(r))
     ]
     assert got == expected
+
+
+def test_a_clock_that_starts_over_is_a_new_timeline_not_a_stall() -> None:
+    """A replay looping (or a replaced meter with its own clock) goes back for good: the
+    alert must work again on the new timeline, not wait for the clock to catch up."""
+    monitor = ExportLimitMonitor("house", limit_kw=2.5, hold_s=20, max_gap_s=30)
+    first = [(s, 3.0) for s in range(0, 40, 10)] + [(40, 1.0)]
+    again = [(s, 3.0) for s in range(0, 40, 10)]  # the same two minutes once more
+    events = feed(monitor, first + again)
+    # Raised at 20, cleared at 40; on the new timeline 0 only proposes it, 10 confirms it
+    # (a gap: the wait starts at 10), so it is raised again at 30.
+    assert [(s, a.active) for s, a in events] == [(20, True), (40, False), (30, True)]
+
+
+def test_one_stray_old_reading_is_not_a_new_timeline() -> None:
+    monitor = ExportLimitMonitor("house", limit_kw=2.5, hold_s=30, max_gap_s=30)
+    # 200 s of export; one telegram from 100 s earlier (below the limit) shows up late.
+    points = [(s, 3.0) for s in range(0, 150, 10)] + [(40, 1.0)] + [(150, 3.0), (160, 3.0)]
+    events = feed(monitor, points)
+    assert [(s, a.active) for s, a in events] == [(30, True)]  # not cleared by the stray

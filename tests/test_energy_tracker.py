@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -127,3 +127,37 @@ def test_initial_alert_documents_and_unknown_meters() -> None:
 def test_a_meter_called_site_is_refused() -> None:
     with pytest.raises(ValueError):
         EnergyTracker(SiteSettings(), [MeterSpec("site", "primary")], "p1")
+
+
+def test_records_are_durable_and_the_connection_is_state() -> None:
+    """Quarters, days and alerts are records (the MQTT layer sends them through its
+    outbox); the connection document is state, refreshed and newest-wins."""
+    tracker = EnergyTracker(SiteSettings(), SPECS, "p1")
+    messages = replay(tracker) + tracker.initial()
+    assert {m.durable for m in messages if m.topic == "p1/site/connection"} == {False}
+    assert {m.durable for m in messages if m.topic != "p1/site/connection"} == {True}
+
+
+def test_connection_due_only_after_the_interval() -> None:
+    tracker = EnergyTracker(SiteSettings(), SPECS, "p1", connection_interval_s=10)
+    start = datetime.fromisoformat("2024-06-21T12:00:00+02:00")
+    assert tracker.connection_due(start) is not None
+    assert tracker.connection_due(start + timedelta(seconds=9.9)) is None
+    assert tracker.connection_due(start + timedelta(seconds=10)) is not None
+    reading = demo("house", "primary")[0]
+    tracker.on_reading(reading, now=start + timedelta(seconds=25))  # a reading refreshes it
+    assert tracker.connection_due(start + timedelta(seconds=30)) is None
+
+
+def test_running_days_run_to_the_last_reading() -> None:
+    tracker = EnergyTracker(SiteSettings(), SPECS, "p1")
+    assert tracker.running_days() == {}
+    messages = replay(tracker)
+    running = {name: json.loads(doc) for name, doc in tracker.running_days().items()}
+    assert set(running) == {"house", "carport"}
+    published = docs(messages, "p1/house/day")[-1]  # as of 12:30:00, the last closed quarter
+    assert published["last_reading"]["at"] == "2024-06-21T12:30:00+02:00"
+    assert running["house"]["last_reading"]["at"] == "2024-06-21T12:30:59+02:00"
+    # What a restart continues from: restore takes it like a published document.
+    again = EnergyTracker(SiteSettings(), SPECS, "p1")
+    assert again.restore("house", tracker.running_days()["house"])

@@ -485,3 +485,37 @@ def test_demo_capture_replayed() -> None:
             got = getattr(getattr(quarter, direction), tariff)
             assert got == pytest.approx(end - begin, abs=1e-9)
             assert got >= 0
+
+
+def test_a_replay_starting_over_is_a_new_baseline_not_a_stall() -> None:
+    """The demo loops its two-minute captures: the clock and the registers go back. One
+    telegram confirms the new timeline; from there on the views work as before."""
+    once = replay((OWN_FIXTURES / "demo" / "house.txt").read_bytes())
+    view = EnergyView("house", "primary", None, SETTINGS)
+    first = run(view, once)
+    second = run(view, once)
+    assert view.restarts == 1 and view.ignored == 0
+
+    # Pass 1: 12:15 closes at 12:30:00. The loop closes 12:30 (data stopped at 12:30:59),
+    # then pass 2 closes 12:15 again, flagged, with the same energy as pass 1.
+    assert [q.start.strftime("%H:%M") for q in first.quarters] == ["12:15"]
+    assert [q.start.strftime("%H:%M") for q in second.quarters] == ["12:30", "12:15"]
+    cut_short, again = second.quarters
+    assert cut_short.end_missing and not cut_short.meter_replaced
+    assert again.meter_replaced and not again.complete
+    original = first.quarters[0]
+    assert again.export.total_kwh == pytest.approx(original.export.total_kwh)
+    assert again.import_.total_kwh == pytest.approx(original.import_.total_kwh)
+
+    # The same day goes on: it keeps pass 1 and adds pass 2, from its first telegram.
+    def total(reading: MeterReading) -> float:
+        assert reading.export.total_kwh is not None
+        return reading.export.total_kwh
+
+    per_pass = total(once[-1]) - total(once[0])
+    published = second.days[-1]  # after pass 2 closed 12:15: pass 1 + 12:29:00-12:30:00
+    at_1230 = next(r for r in once if r.timestamp == datetime(2024, 6, 21, 12, 30, tzinfo=AMS))
+    assert published.meter_replaced and not published.final
+    assert published.export.total_kwh == pytest.approx(per_pass + total(at_1230) - total(once[0]))
+    day = view.current_day()
+    assert day is not None and day.export.total_kwh == pytest.approx(2 * per_pass)

@@ -280,3 +280,43 @@ def test_unwritable_outbox_keeps_readings_in_memory_up_to_a_cap(
     connect(pipeline, link)
     pipeline.step()
     assert link.readings() == list(range(20, 50))
+
+
+def test_documents_keep_their_place_survive_a_restart_and_go_out_retained(
+    tmp_path: Path,
+) -> None:
+    """Quarter/day documents and alerts: the same ordered, durable path as readings, on
+    their own topic, retained; never on `latest`, never counted as readings."""
+    link, clock = ScriptedLink(), Clock()
+    pipeline, outbox = make(tmp_path, link, clock)
+    pipeline.accept("house", doc(1))
+    pipeline.accept_document("p1/house/quarter", b'{"q":1}')
+    pipeline.accept("house", doc(2))
+    pipeline.accept_document("p1/house/day", b'{"d":1}')
+    assert pipeline.counters.accepted == 2 and pipeline.counters.documents_accepted == 2
+    assert pipeline.depth == 4
+    with pytest.raises(ValueError):
+        pipeline.accept_document("elsewhere/house/quarter", b"{}")
+    with pytest.raises(ValueError):
+        pipeline.accept_document("p1/status", b"{}")  # not below a meter: not a document
+    clock.now += 1.0  # no broker for a commit interval: everything goes to disk
+    pipeline.step()
+    assert outbox.rows == 4
+    outbox.close()
+
+    again = ScriptedLink()  # the daemon restarts
+    pipeline, outbox = make(tmp_path, again, clock)
+    connect(pipeline, again)
+    pipeline.step()
+    sent = [(t, p, retain) for _, t, p, retain in again.sent if t != "p1/status"]
+    assert sent == [
+        ("p1/house/reading", doc(1), False),
+        ("p1/house/quarter", b'{"q":1}', True),
+        ("p1/house/reading", doc(2), False),
+        ("p1/house/day", b'{"d":1}', True),
+    ]
+    again.ack_all()
+    pipeline.step()
+    assert pipeline.counters.published == 2 and pipeline.counters.documents_published == 2
+    assert pipeline.counters.published_by_meter == {"house": 2}
+    assert pipeline.depth == 0

@@ -24,8 +24,10 @@ from pydantic import (
 )
 
 from p1daemon.config.ean import ean_problem
+from p1daemon.energy.settings import SiteSettings
 from p1daemon.frame.framer import DEFAULT_MAX_FRAME
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
+from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.topics import RESERVED_METER_NAMES
 from p1daemon.reading.meter import Role
@@ -64,6 +66,11 @@ class MeterConfig(BaseModel):
     replay_loop: bool = False
     publish_interval_s: NonNegativeSeconds = 0.0
     tariff_labels: dict[str, str] = Field(default_factory=dict)
+    # Feed-in cap check (see p1daemon.energy.export_cap): alert when export power stays
+    # above export_limit_kw for export_limit_hold_s. The hold time alone means nothing,
+    # so rules.py refuses it without the limit.
+    export_limit_kw: Annotated[float, Field(gt=0)] | None = None
+    export_limit_hold_s: Annotated[float, Field(ge=0, le=86400)] = 60.0
     reconnect_initial_s: PositiveSeconds = 0.5
     reconnect_max_s: Annotated[float, Field(gt=0, le=MAX_RECONNECT_INTERVAL_S)] = (
         MAX_RECONNECT_INTERVAL_S
@@ -161,12 +168,15 @@ class MeterConfig(BaseModel):
 
 
 class Config(BaseModel):
-    """The whole file. `[mqtt]` and `[buffer]` belong to the publishing layer."""
+    """The whole file. `[mqtt]` and `[buffer]` belong to the publishing layer,
+    `[homeassistant]` to discovery, `[site]` to the energy views."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     buffer: BufferSettings = Field(default_factory=BufferSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+    site: SiteSettings = Field(default_factory=SiteSettings)
     meters: list[MeterConfig] = Field(min_length=1)
 
     def meter(self, name: str) -> MeterConfig:

@@ -11,13 +11,14 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from p1daemon.config.model import MAX_SECONDARY
+from p1daemon.config.model import MAX_SECONDARY, MeterConfig
 from p1daemon.source.spec import SourceSpecError, parse_source
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
 
 _LINE_KEYS = ("bytesize", "parity", "stopbits")
+_EXPORT_HOLD_DEFAULT = MeterConfig.model_fields["export_limit_hold_s"].default
 
 
 def _label(index: int, meter: dict[str, Any]) -> str:
@@ -101,6 +102,17 @@ def _meter_settings(index: int, meter: dict[str, Any]) -> list[Problem]:
                 f"must not exceed reconnect_max_s ({ceiling})",
             )
         )
+    # A hold time that differs from the default shows someone expects an alert; the
+    # default itself is tolerated because `check-config` prints every key, and its
+    # output must load back.
+    hold = meter.get("export_limit_hold_s", _EXPORT_HOLD_DEFAULT)
+    if hold != _EXPORT_HOLD_DEFAULT and meter.get("export_limit_kw") is None:
+        problems.append(
+            (
+                ("meters", index, "export_limit_hold_s"),
+                "only applies together with export_limit_kw (the export power limit)",
+            )
+        )
     if isinstance(meter.get("key"), str) and importlib.util.find_spec("cryptography") is None:
         problems.append(
             (
@@ -110,6 +122,25 @@ def _meter_settings(index: int, meter: dict[str, Any]) -> list[Problem]:
             )
         )
     return problems
+
+
+def _prefixes(raw: dict[str, Any]) -> list[Problem]:
+    """Home Assistant's birth and will messages live on `<ha prefix>/status`, ours on
+    `<topic_prefix>/status`: one topic for both would let Home Assistant's `offline` mark
+    every entity unavailable, and our own `online` look like Home Assistant restarting."""
+    mqtt, ha = raw.get("mqtt", {}), raw.get("homeassistant", {})
+    if not isinstance(mqtt, dict) or not isinstance(ha, dict) or ha.get("discovery") is not True:
+        return []
+    topic_prefix, ha_prefix = mqtt.get("topic_prefix", "p1"), ha.get("prefix", "homeassistant")
+    if isinstance(ha_prefix, str) and ha_prefix == topic_prefix:
+        where = ("homeassistant", "prefix") if "prefix" in ha else ("mqtt", "topic_prefix")
+        return [
+            (
+                where,
+                f"[homeassistant] prefix and [mqtt] topic_prefix must differ, both {ha_prefix!r}",
+            )
+        ]
+    return []
 
 
 def cross_check(raw: dict[str, Any], base_dir: Path) -> list[Problem]:
@@ -122,7 +153,8 @@ def cross_check(raw: dict[str, Any], base_dir: Path) -> list[Problem]:
         except SourceSpecError:
             return None  # reported by field validation
 
-    problems = _unique(tables, "name", "same name")
+    problems = _prefixes(raw)
+    problems += _unique(tables, "name", "same name")
     problems += _roles(tables)
     problems += _unique(tables, "source", "same source", source_identity)
     problems += _unique(tables, "ean", "same EAN")

@@ -6,7 +6,11 @@ the limit; one reading at or below it restarts the wait, and clears a raised ale
 
 Only what was observed counts: a gap between readings longer than `max_gap_s` restarts
 the wait (the export in between is unknown), and a reading without export power changes
-nothing. Times are the meter's clock, like the energy views.
+nothing. Times are the meter's clock, like the energy views. A reading that is not later
+than the one before is ignored, unless the clock went back by more than `max_gap_s` and
+the next reading carries on from there (a replay starting over, a replaced meter): that
+is a new timeline, treated like a gap instead of being ignored until the clock catches
+up.
 
 `feed` returns a document only when the alert is raised or cleared; publish it retained
 on `<prefix>/<meter>/alert/export_limit`:
@@ -58,6 +62,7 @@ class ExportLimitMonitor:
         self.hold_s = hold_s
         self.max_gap_s = max_gap_s
         self._last: _Moment | None = None
+        self._candidate: _Moment | None = None  # went back: see `feed`
         self._above_since: _Moment | None = None
         self._raised_at: _Moment | None = None
         self._cleared_at: _Moment | None = None
@@ -75,9 +80,18 @@ class ExportLimitMonitor:
             return None
         now = _Moment(utc, reading.timestamp or reading.received_at)
         last = self._last
-        if last is not None and now.utc <= last.utc:
-            return None  # not later than what we saw: duplicate or clock step back
-        gap = last is not None and (now.utc - last.utc).total_seconds() > self.max_gap_s
+        step = None if last is None else (now.utc - last.utc).total_seconds()
+        if step is not None and step <= 0:
+            candidate = self._candidate
+            if candidate is None or now.utc <= candidate.utc:
+                # Not later than what we saw: a duplicate, a clock step back, or the first
+                # reading of a new timeline, which the next one confirms by following it.
+                self._candidate = now if -step > self.max_gap_s else None
+                return None
+            gap = True  # confirmed: what happened in between is unknown
+        else:
+            gap = step is not None and step > self.max_gap_s
+        self._candidate = None
         self._last = now
         self._export = export_kw
         if export_kw <= self.limit_kw:

@@ -4,19 +4,27 @@ One object for the whole site, so the MQTT layer needs a single call per reading
 
     tracker = EnergyTracker(config.site, meters, topic_prefix)
     for message in tracker.on_reading(reading, now=datetime.now(UTC)):
-        pipeline.queue_side(message.topic, message.payload)   # retained, QoS 1
+        publish(message)   # retained, QoS 1; `durable` ones in order through the outbox
 
-and one every `connection_interval_s` without readings (`tracker.connection(now)`), so a
-meter that goes silent shows up as stale on `<prefix>/site/connection`.
+and `tracker.connection_due(now)` now and then (the sink: every second), so a meter that
+goes silent shows up as stale on `<prefix>/site/connection` within
+`connection_interval_s`.
+
+`Outgoing.durable` marks the documents that are records (quarters, days, export alerts):
+a subscriber that stores them needs every one, in order, across broker outages, so the
+MQTT layer sends them through its outbox. The connection document is a state that is
+refreshed every few seconds: newest wins.
 
 Feed it every accepted reading, before any `publish_interval_s` throttling: the views
 need the readings around each quarter boundary, and an export alert needs to see every
 dip. Thread-safe (readers of several meters call it concurrently). Pure otherwise: no
-I/O, no clock of its own.
+I/O and no clock of its own; it only logs (once per event) when a meter's timeline
+starts over.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +38,8 @@ from p1daemon.energy.settings import SiteSettings
 from p1daemon.energy.site import MeterState, connection_document
 from p1daemon.energy.view import EnergyView
 from p1daemon.reading.meter import MeterReading, Role
+
+log = logging.getLogger("p1daemon.energy")
 
 # `site` shares its topic level with meter names (like `daemon`): no meter may be called so.
 SITE_LEVEL = "site"
@@ -66,10 +76,11 @@ class MeterSpec:
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """A message to publish retained with QoS 1."""
+    """A message to publish retained with QoS 1; `durable`: through the outbox, in order."""
 
     topic: str
     payload: bytes
+    durable: bool = False
 
 
 def _json(doc: BaseModel) -> bytes:
@@ -110,6 +121,10 @@ class EnergyTracker:
             self._meters[spec.name] = _Meter(spec, view, cap)
         self._last_connection: datetime | None = None
 
+    @property
+    def meter_names(self) -> list[str]:
+        return list(self._meters)
+
     def restore(self, meter: str, day_document: bytes) -> bool:
         """Continue `meter`'s day from its last published day document (see
         `EnergyView.restore`); call before its first reading. False if it does not fit."""
@@ -134,16 +149,26 @@ class EnergyTracker:
             out: list[Outgoing] = []
             state.latest = reading
             views = state.view.feed(reading)
+            if views.restarted is not None:
+                log.info(
+                    "meter %s: the meter's clock went back (from %s to %s) and its registers "
+                    "went down: the energy views start a new baseline (a replay starting "
+                    "over, or a replaced meter)",
+                    reading.meter,
+                    views.restarted[0].isoformat(),
+                    views.restarted[1].isoformat(),
+                )
             for quarter in views.quarters:
                 state.quarter = quarter
-                out.append(Outgoing(self.topics.quarter(reading.meter), _json(quarter)))
+                out.append(Outgoing(self.topics.quarter(reading.meter), _json(quarter), True))
             for day in views.days:
                 state.day = day
-                out.append(Outgoing(self.topics.day(reading.meter), _json(day)))
+                out.append(Outgoing(self.topics.day(reading.meter), _json(day), True))
             if state.cap is not None:
                 alert = state.cap.feed(reading)
                 if alert is not None:
-                    out.append(Outgoing(self.topics.export_alert(reading.meter), _json(alert)))
+                    topic = self.topics.export_alert(reading.meter)
+                    out.append(Outgoing(topic, _json(alert), True))
             due = (
                 self._last_connection is None
                 or (now - self._last_connection).total_seconds() >= self.connection_interval_s
@@ -152,9 +177,30 @@ class EnergyTracker:
                 out.append(self._connection(now))
             return out
 
+    def running_days(self) -> dict[str, bytes]:
+        """Each meter's day so far, booked up to its last reading (not only up to the last
+        closed quarter, as the published document is): what to save at a clean stop, so
+        that a restart within the same quarter-hour continues without a gap."""
+        with self._lock:
+            out = {}
+            for name, state in self._meters.items():
+                doc = state.view.current_day()
+                if doc is not None:
+                    out[name] = _json(doc)
+            return out
+
     def connection(self, now: datetime) -> Outgoing:
         """The connection document now (call periodically so silence shows as stale)."""
         with self._lock:
+            return self._connection(now)
+
+    def connection_due(self, now: datetime) -> Outgoing | None:
+        """The connection document if none went out for `connection_interval_s`: readings
+        refresh it while they come, this keeps it going (and going stale) when they stop."""
+        with self._lock:
+            last = self._last_connection
+            if last is not None and (now - last).total_seconds() < self.connection_interval_s:
+                return None
             return self._connection(now)
 
     def initial(self) -> list[Outgoing]:
@@ -162,7 +208,7 @@ class EnergyTracker:
         alert from before a restart does not stay up forever."""
         with self._lock:
             return [
-                Outgoing(self.topics.export_alert(name), _json(state.cap.state()))
+                Outgoing(self.topics.export_alert(name), _json(state.cap.state()), True)
                 for name, state in self._meters.items()
                 if state.cap is not None
             ]

@@ -21,7 +21,15 @@ baseline: the interval across it is unknown, never a negative or absurd delta, a
 periods it touches are flagged.
 
 Readings whose time does not advance are ignored (counted in `ignored`): duplicates, or
-a meter clock stepping back, which would otherwise book energy twice.
+a meter clock stepping back, which would otherwise book energy twice. The exception is a
+new timeline: the clock goes back by more than `quarter_tolerance_s` *and* the registers
+go down (or the meter was replaced), and the next reading carries on from there (one
+stray old telegram is not a new timeline). Waiting for the clock to catch up would then
+stall the views for as long as it went back (for ever, for a replay that loops), so the
+view starts a new baseline at the first reading of the new timeline instead: the running
+quarter is closed with `end_missing`, the periods that follow are flagged
+`meter_replaced`, and the day keeps what was booked in it when the new timeline is still
+in the same day (counted in `restarts`).
 """
 
 from __future__ import annotations
@@ -91,6 +99,9 @@ class _Period:
 class ViewOutput:
     quarters: list[QuarterDoc] = field(default_factory=list)
     days: list[DayDoc] = field(default_factory=list)  # finals and running snapshots, in order
+    # Set when this reading confirmed a new timeline (see the module docstring): the time
+    # of the last reading before it and of the new baseline, for whoever logs it.
+    restarted: tuple[datetime, datetime] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.quarters or self.days)
@@ -108,6 +119,8 @@ class EnergyView:
         self._quarter: _Period | None = None
         self._day: _Period | None = None
         self.ignored = 0
+        self.restarts = 0
+        self._candidate: Sample | None = None  # went back: a stray reading or a new timeline
 
     # -- feeding -----------------------------------------------------------------------------
 
@@ -121,8 +134,19 @@ class EnergyView:
             self._begin(sample)
             return out
         if sample.at <= prev.at:
-            self.ignored += 1
-            return out
+            candidate = self._candidate
+            if candidate is None or not self._continues(candidate, sample):
+                # Ignored, but remembered if it may be the first of a new timeline.
+                self._candidate = sample if self._new_timeline(prev, sample) else None
+                self.ignored += 1
+                return out
+            # A second reading carries on from the first one that went back: it was not
+            # a stray old telegram but a new timeline, with a baseline at that first one.
+            self._candidate = None
+            self.ignored -= 1
+            self._restart(prev, candidate, out)
+            prev = candidate
+        self._candidate = None
         deltas, reset = self._deltas(prev, sample)
         changed = set(prev.registers) != set(sample.registers)
         self._step(prev, sample, deltas, reset, changed, out)
@@ -139,6 +163,55 @@ class EnergyView:
         day_start, day_end = day_bounds(local_date(sample.at, self._zone), self._zone)
         self._day = _Period(day_start, day_end, sample.at != day_start, last=sample)
         self._prev = sample
+
+    def _new_timeline(self, prev: Sample, sample: Sample) -> bool:
+        """Back in time beyond the tolerance, with the registers showing another meter
+        (or the same capture played again): see the module docstring."""
+        if (prev.at - sample.at).total_seconds() <= self._tolerance_s:
+            return False
+        if sample.replaced or (
+            prev.equipment_id is not None
+            and sample.equipment_id is not None
+            and prev.equipment_id != sample.equipment_id
+        ):
+            return True
+        common = prev.registers.keys() & sample.registers.keys()
+        return any(sample.registers[key] < prev.registers[key] for key in common)
+
+    @staticmethod
+    def _continues(candidate: Sample, sample: Sample) -> bool:
+        """`sample` follows `candidate` on the same meter: later, no register down."""
+        if sample.at <= candidate.at or sample.replaced:
+            return False
+        if candidate.equipment_id != sample.equipment_id:
+            return False
+        common = candidate.registers.keys() & sample.registers.keys()
+        return all(sample.registers[key] >= candidate.registers[key] for key in common)
+
+    def _restart(self, prev: Sample, sample: Sample, out: ViewOutput) -> None:
+        """A new baseline at `sample`, earlier than everything booked so far."""
+        self.restarts += 1
+        out.restarted = (local(prev.at, self._zone), local(sample.at, self._zone))
+        quarter, day = self._quarter, self._day
+        assert quarter is not None and day is not None
+        if quarter.touched:
+            quarter.end_missing = True
+            self._close_quarter(out)
+        start = quarter_start(sample.at, self._zone)
+        if day.start <= sample.at < day.end:
+            # Still the same local day: what was booked in it stays (it flowed), flagged.
+            day.meter_replaced = True
+            day.last = sample
+            self._quarter = _Period(start, quarter_end(start), True, meter_replaced=True)
+            self._quarter.last = sample
+            self._quarter.readings = 1
+            self._prev = sample
+            out.days.append(self._day_doc(day, final=False))
+        else:
+            self._begin(sample)
+            assert self._quarter is not None and self._day is not None
+            self._quarter.meter_replaced = True
+            self._day.meter_replaced = True
 
     def _deltas(self, prev: Sample, sample: Sample) -> tuple[dict[Key, Decimal], bool]:
         if sample.replaced or (

@@ -3,6 +3,10 @@
 paho runs its own network thread (`loop_start`) and reconnects forever with capped
 exponential backoff; start-up only schedules the first attempt (`connect_async`).
 
+Besides publishing, the link can subscribe to a few topics (`subscriptions`, renewed on
+every connection, e.g. Home Assistant's `homeassistant/status`): what arrives there is
+queued in `messages` for the publisher's worker, like acknowledgements.
+
 The callbacks below never take the publisher's lock. paho calls `on_publish` while it
 holds its own outgoing-message lock, and the publisher calls `publish()` (which takes
 that paho lock) while holding its own; a callback taking the publisher's lock would
@@ -18,7 +22,7 @@ import ssl
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -58,14 +62,28 @@ class MqttSetupError(Exception):
     """The settings cannot work at all (unreadable CA or password file): one clear line."""
 
 
+# Messages from subscriptions waiting for the worker; more means nobody is taking them
+# (or someone floods the topic): the oldest are dropped rather than growing memory.
+_MAX_MESSAGES = 100
+
+
 class BrokerLink:
-    def __init__(self, settings: MqttSettings, topics: Topics, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        topics: Topics,
+        wake: Callable[[], None],
+        *,
+        subscriptions: Sequence[str] = (),
+    ) -> None:
         self.settings = settings
         self._wake = wake
+        self.subscriptions = tuple(subscriptions)
         # Written by paho's thread, read by the worker. Single attribute stores and
         # deque.append/popleft are atomic in CPython; see the module docstring for why
         # there is no lock here.
         self.acks: deque[int] = deque()
+        self.messages: deque[tuple[str, bytes]] = deque(maxlen=_MAX_MESSAGES)
         self.connected = False
         self.generation = 0  # +1 on every accepted connection
         self.connects = 0
@@ -107,6 +125,7 @@ class BrokerLink:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         return client
 
     def _set_tls(self, client: mqtt.Client) -> None:
@@ -176,6 +195,9 @@ class BrokerLink:
             self._report(f"the broker refused the connection: {reason_code}")
             return
         self.receive_maximum = getattr(properties, "ReceiveMaximum", None)
+        for topic in self.subscriptions:
+            # Renewed on every connection: a clean session forgets subscriptions.
+            client.subscribe(topic, qos=1)
         self.connects += 1
         self.generation += 1
         self.connected = True
@@ -222,6 +244,10 @@ class BrokerLink:
                 self._rejections_logged.add(reason)
                 log.error("MQTT broker %s refused a published message: %s", self.where, reason)
         self.acks.append(mid)
+        self._wake()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.messages.append((message.topic, bytes(message.payload)))
         self._wake()
 
     def _report(self, problem: str) -> None:

@@ -21,10 +21,19 @@ message from an older connection has been acknowledged.
 `retained latest` is fed only by live readings (`accept`), never by the backlog, and at
 most one is in flight per meter; so it can never be overwritten by an older reading.
 
-Threads: `accept()` and the read-only properties may be called from any thread; every
-other method belongs to the publisher's single worker thread, which is also the only
-thread that calls paho's `publish()`. That is why an acknowledgement can never be
-processed before its message id was recorded.
+Documents (`accept_document`: the energy views' quarter and day documents and export
+alerts) travel the same ordered, durable path as readings, so a subscriber gets every
+one of them, in order, across outages and restarts; they are published retained, QoS 1,
+on their own topic, and since they go out in the order they were made, the retained
+one left on the broker is the newest. A document's outbox row carries its topic below
+the prefix ("house/quarter") where a reading's carries the meter name ("house"): meter
+names cannot contain '/', so the two never mix, and the outbox schema stays as it was.
+They are not counted as readings (`Counters.documents_*`), but they do count in `depth`.
+
+Threads: `accept()`, `accept_document()`, `queue_side()` and the read-only properties
+may be called from any thread; every other method belongs to the publisher's single
+worker thread, which is also the only thread that calls paho's `publish()`. That is why
+an acknowledgement can never be processed before its message id was recorded.
 """
 
 from __future__ import annotations
@@ -65,10 +74,15 @@ class Link(Protocol):
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None: ...
 
 
+def is_document(channel: str) -> bool:
+    """An outbox row's `meter` column: a meter name, or a document's topic below the prefix."""
+    return "/" in channel
+
+
 @dataclass(slots=True, eq=False)
 class Pending:
     key: int
-    meter: str
+    meter: str  # the meter of a reading, or a document's topic below the prefix
     payload: bytes
     accepted_at: float  # unix time, for ages in health reports
     accepted_mono: float  # monotonic, for the commit deadline
@@ -93,6 +107,8 @@ class Counters:
     lost_corrupt: int = 0  # rows in an outbox file that had to be moved aside
     published_by_meter: dict[str, int] = field(default_factory=dict)
     accepted_by_meter: dict[str, int] = field(default_factory=dict)
+    documents_accepted: int = 0
+    documents_published: int = 0
 
 
 class Pipeline:
@@ -171,6 +187,24 @@ class Pipeline:
             by_meter = self.counters.accepted_by_meter
             by_meter[meter] = by_meter.get(meter, 0) + 1
 
+    def accept_document(self, topic: str, payload: bytes) -> None:
+        """Take ownership of one document for `topic` (below the prefix); see the module
+        docstring. Same ordering and durability as a reading accepted at the same moment."""
+        head = f"{self.topics.prefix}/"
+        channel = topic.removeprefix(head)
+        if not topic.startswith(head) or not is_document(channel):
+            raise ValueError(f"a document topic must be <prefix>/<meter>/..., got {topic!r}")
+        now_mono = self._clock()
+        now_wall = self._wall()
+        with self.lock:
+            key = self._next_key
+            self._next_key += 1
+            pending = Pending(key, channel, payload, now_wall, now_mono)
+            self._unsent.append(pending)
+            self._volatile[key] = pending
+            self._volatile_bytes += len(payload)
+            self.counters.documents_accepted += 1
+
     def wait_for_room(self) -> None:
         """Backpressure for a producer faster than the broker (a replay running flat out).
 
@@ -214,7 +248,9 @@ class Pipeline:
     # -- worker thread ---------------------------------------------------------------------
 
     def queue_side(self, topic: str, payload: bytes) -> None:
-        """A retained status or health message: the newest one per topic wins."""
+        """A retained state message (status, health, discovery config, site connection):
+        the newest one per topic wins. Safe from any thread (only bookkeeping under the
+        lock), so readers may queue what a reading changed."""
         with self.lock:
             self._side_pending[topic] = payload
 
@@ -242,9 +278,12 @@ class Pipeline:
                 if item is None:
                     continue
                 if isinstance(item, Pending):
-                    self.counters.published += 1
-                    by_meter = self.counters.published_by_meter
-                    by_meter[item.meter] = by_meter.get(item.meter, 0) + 1
+                    if is_document(item.meter):
+                        self.counters.documents_published += 1
+                    else:
+                        self.counters.published += 1
+                        by_meter = self.counters.published_by_meter
+                        by_meter[item.meter] = by_meter.get(item.meter, 0) + 1
                     if item.persisted:
                         self._to_delete.append(item.key)
                         if self._delete_since is None:
@@ -469,9 +508,11 @@ class Pipeline:
                     break
                 if not link.connected or link.generation != gen:
                     break
-                mid = link.publish(
-                    self.topics.reading(pending.meter), pending.payload, self.qos, False
-                )
+                if is_document(pending.meter):
+                    topic, qos, retain = f"{self.topics.prefix}/{pending.meter}", 1, True
+                else:
+                    topic, qos, retain = self.topics.reading(pending.meter), self.qos, False
+                mid = link.publish(topic, pending.payload, qos, retain)
                 if mid is None:
                     break
                 source.popleft()
