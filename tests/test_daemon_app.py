@@ -350,3 +350,25 @@ def test_a_reload_that_blows_up_keeps_the_old_configuration(
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR] == [
         "reload refused: RuntimeError: disk on fire; the previous configuration keeps running"
     ]
+
+
+def test_reload_says_when_publishing_settings_need_a_restart(
+    tmp_path: Path,
+    background: Callable[[Daemon], threading.Thread],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="p1daemon")
+    house = replay("house", capture(tmp_path, "h", range(1, 3)), replay_interval_s=0.01)
+    daemon = Daemon(config(house), CollectingSink(), tick_s=0.02)
+    background(daemon)
+
+    def restart_warnings() -> int:
+        return sum("take effect after a restart" in r.getMessage() for r in caplog.records)
+
+    daemon.apply_config(config({**house, "replay_interval_s": 0.02}))
+    assert restart_warnings() == 0  # a reader setting: applied by restarting the reader
+    with_site = Config.model_validate({"meters": [house], "site": {"topology": "series"}})
+    daemon.apply_config(with_site)
+    assert restart_warnings() == 1
+    daemon.apply_config(Config.model_validate({"meters": [{**house, "export_limit_kw": 3.0}]}))
+    assert restart_warnings() == 2

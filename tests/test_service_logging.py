@@ -359,8 +359,9 @@ def test_watchdog_abort_dumps_every_thread_stack() -> None:
         from p1daemon.service.logsetup import setup_logging
         setup_logging("info")
         threading.Thread(target=time.sleep, args=(60,), name="reader", daemon=True).start()
-        print("ready", flush=True)
         def stuck_main_loop():
+            # "ready" from inside the loop's own frame: the abort cannot come before it.
+            print("ready", flush=True)
             time.sleep(60)
         stuck_main_loop()
         """

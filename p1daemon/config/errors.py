@@ -15,6 +15,8 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from p1daemon.config.model import Config, MeterConfig
+from p1daemon.energy.settings import SiteSettings
+from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 
 Loc = tuple[str | int, ...]
@@ -22,6 +24,8 @@ Loc = tuple[str | int, ...]
 _SECTIONS: dict[str, type[BaseModel]] = {
     "mqtt": MqttSettings,
     "buffer": BufferSettings,
+    "homeassistant": HomeAssistantSettings,
+    "site": SiteSettings,
     "meters": MeterConfig,
 }
 

@@ -224,11 +224,14 @@ class Daemon:
                     log.info("meter %s: added", meter.name)
                 if self._started and not self._shut_down:
                     self._start_reader(meter)
-        if (new.mqtt, new.buffer) != (old.mqtt, old.buffer):
+        if _sink_settings(new) != _sink_settings(old):
             if isinstance(self._sink, Reconfigurable):
                 self._sink.apply_config(new)
             else:
-                log.warning("[mqtt] and [buffer] changes take effect after a restart")
+                log.warning(
+                    "changes to [mqtt], [buffer], [homeassistant], [site], the set of meters "
+                    "or their publishing/energy keys take effect after a restart"
+                )
         log.info("configuration reloaded: %d meter(s)", len(new.meters))
 
     # -- internals ---------------------------------------------------------------------
@@ -279,3 +282,20 @@ class Daemon:
             previous[signum] = signal.getsignal(signum)
             signal.signal(signum, handler)
         return previous
+
+
+def _sink_settings(config: Config) -> tuple[object, ...]:
+    """What the publishing side was built from: the reader restarts cannot apply these."""
+    meters = tuple(
+        (
+            m.name,
+            m.role,
+            m.ean,
+            m.publish_interval_s,
+            m.export_limit_kw,
+            m.export_limit_hold_s,
+            tuple(sorted(m.tariff_labels.items())),
+        )
+        for m in config.meters
+    )
+    return (config.mqtt, config.buffer, config.homeassistant, config.site, meters)

@@ -12,6 +12,7 @@ shows it.
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Literal
@@ -128,7 +129,7 @@ def _beside_config(path: Path, info: ValidationInfo) -> Path:
     base_dir = (info.context or {}).get("base_dir")
     if path.is_absolute() or base_dir is None:
         return path
-    return Path(base_dir) / path
+    return Path(os.path.normpath(Path(base_dir) / path))
 
 
 class BufferSettings(_Section):
