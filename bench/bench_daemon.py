@@ -15,6 +15,7 @@ The replays are finite, so the daemon exits by itself once every telegram was re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import resource
 import shutil
@@ -127,10 +128,8 @@ def dsmr_parser_cpu(capture: Path) -> float:
     for offset in range(0, len(data), 65536):
         buffer.append(data[offset : offset + 65536])
         for telegram in buffer.get_all():
-            try:
+            with contextlib.suppress(Exception):
                 parser.parse(telegram)
-            except Exception:
-                pass
     return time.process_time() - start
 
 
