@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from mosquitto_broker import Broker, Subscriber
 
 REPO = Path(__file__).resolve().parents[1]
 OWN_FIXTURES = REPO / "fixtures"
@@ -53,3 +55,20 @@ def require_shared_fixtures() -> list[SharedFixture]:
             pytest.fail(message + " (CI must replay them)")
         pytest.skip(message)
     return fixtures
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real mosquitto on a free loopback port for one test (skips if not installed)."""
+    instance = Broker(tmp_path / "broker")
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def subscriber(broker: Broker) -> Iterator[Subscriber]:
+    """Everything the test's broker sees, collected from before the code under test starts."""
+    sub = Subscriber(broker).start()
+    yield sub
+    sub.stop()

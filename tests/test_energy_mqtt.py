@@ -257,21 +257,6 @@ def write_config(tmp: Path, port: int, meters: dict[str, Meter], topology: str) 
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    instance = Broker(tmp_path / "broker")
-    instance.start()
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture
-def subscriber(broker: Broker) -> Iterator[Subscriber]:
-    sub = Subscriber(broker).start()
-    yield sub
-    sub.stop()
-
-
-@pytest.fixture
 def sinks() -> Iterator[list[MqttSink]]:
     made: list[MqttSink] = []
     yield made

@@ -47,14 +47,6 @@ def _demo_captures() -> None:
         pytest.skip("fixtures/demo captures are not in this checkout")
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    instance = Broker(tmp_path / "broker")
-    instance.start()
-    yield instance
-    instance.stop()
-
-
 class Daemon:
     """`p1daemon run --config PATH` in a subprocess; its log goes to a file."""
 

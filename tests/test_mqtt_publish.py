@@ -88,21 +88,6 @@ def db_rows(path: Path) -> int:
         db.close()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    instance = Broker(tmp_path / "broker")
-    instance.start()
-    yield instance
-    instance.stop()
-
-
-@pytest.fixture
-def subscriber(broker: Broker) -> Iterator[Subscriber]:
-    sub = Subscriber(broker).start()
-    yield sub
-    sub.stop()
-
-
 SinkFactory = Callable[..., MqttSink]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from p1daemon.publish.topics import checked_topic_prefix
+
 
 class HomeAssistantSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -21,8 +23,4 @@ class HomeAssistantSettings(BaseModel):
     @field_validator("prefix")
     @classmethod
     def _prefix_is_a_topic(cls, value: str) -> str:
-        if not value or value.startswith("/") or value.endswith("/"):
-            raise ValueError("must be non-empty and must not start or end with '/'")
-        if any(char in value for char in "+#\0"):
-            raise ValueError("must not contain the MQTT wildcards '+' or '#'")
-        return value
+        return checked_topic_prefix(value)

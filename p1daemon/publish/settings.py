@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from p1daemon.publish.topics import checked_topic_prefix
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -67,11 +69,7 @@ class MqttSettings(_Section):
     @field_validator("topic_prefix")
     @classmethod
     def _prefix_is_a_topic(cls, value: str) -> str:
-        if not value or value.startswith("/") or value.endswith("/"):
-            raise ValueError("must be non-empty and must not start or end with '/'")
-        if any(char in value for char in "+#\0"):
-            raise ValueError("must not contain the MQTT wildcards '+' or '#'")
-        return value
+        return checked_topic_prefix(value)
 
     @field_validator("password_file", "ca_file", "cert_file", "key_file")
     @classmethod

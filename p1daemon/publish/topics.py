@@ -9,6 +9,18 @@ from dataclasses import dataclass
 RESERVED_METER_NAMES = frozenset({"daemon", "site"})
 
 
+def checked_topic_prefix(value: str) -> str:
+    """A prefix every topic hangs under: must be a plain topic, usable in filters too.
+
+    Shared by the `[mqtt]` and `[homeassistant]` settings so both reject the same things.
+    """
+    if not value or value.startswith("/") or value.endswith("/"):
+        raise ValueError("must be non-empty and must not start or end with '/'")
+    if any(char in value for char in "+#\0"):
+        raise ValueError("must not contain the MQTT wildcards '+' or '#'")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     prefix: str
