@@ -31,7 +31,13 @@ version=$(sha1sum pyproject.toml | cut -c1-12)
 stamp=".venv/.installed-$extras-$version"
 # The dev extras include everything the smarty extra brings.
 if [ ! -f "$stamp" ] && [ ! -f ".venv/.installed-dev-$version" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q -e ".[$extras]"
+    echo "bootstrap: installing p1daemon[$extras] into .venv (log: .venv/pip.log)" >&2
+    # Build-backend chatter goes to the log; it is shown only when the install fails.
+    if ! { .venv/bin/python -m pip install -q --upgrade pip \
+        && .venv/bin/python -m pip install -q -e ".[$extras]"; } >.venv/pip.log 2>&1; then
+        cat .venv/pip.log >&2
+        echo "bootstrap: pip install failed (above)" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
