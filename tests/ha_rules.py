@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from p1daemon.homeassistant.announcer import encode
 from p1daemon.homeassistant.discovery import DiscoveryMessage
+from p1daemon.publish.payload import compact_json as encode
 from p1daemon.publish.topics import Topics
 
 jinja_sandbox = pytest.importorskip(

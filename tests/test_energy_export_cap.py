@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import OWN_FIXTURES
 
+from p1daemon.config import MeterConfig
 from p1daemon.energy.export_cap import ExportLimitAlert, ExportLimitMonitor
-from p1daemon.energy.settings import ExportLimitSettings
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading
@@ -85,11 +85,12 @@ def test_zero_hold_alerts_on_the_first_reading_above() -> None:
 
 
 def test_settings() -> None:
-    assert ExportLimitSettings().export_limit_kw is None
+    meter = {"name": "house", "source": "/dev/ttyUSB0"}
+    assert MeterConfig.model_validate(meter).export_limit_kw is None
     with pytest.raises(ValueError):
-        ExportLimitSettings(export_limit_kw=0)
+        MeterConfig.model_validate({**meter, "export_limit_kw": 0})
     with pytest.raises(ValueError):
-        ExportLimitSettings(export_limit_hold_s=-1)
+        MeterConfig.model_validate({**meter, "export_limit_kw": 1, "export_limit_hold_s": -1})
     with pytest.raises(ValueError):
         ExportLimitMonitor("house", limit_kw=0, hold_s=1)
 

@@ -20,10 +20,11 @@ from conftest import OWN_FIXTURES, SHARED_FIXTURES, require_shared_fixtures
 from ha_rules import HaSensor, validate
 
 from p1daemon.frame.decoder import TelegramDecoder
-from p1daemon.homeassistant.announcer import DiscoveryAnnouncer, encode
+from p1daemon.homeassistant.announcer import DiscoveryAnnouncer
 from p1daemon.homeassistant.discovery import DiscoveryMessage, discovery_messages
 from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.parse.stream import ReadingStream
+from p1daemon.publish.payload import compact_json as encode
 from p1daemon.publish.topics import Topics
 from p1daemon.reading.meter import MeterReading, Role
 from p1daemon.reading.model import Reading
@@ -387,8 +388,7 @@ def test_announcer_is_silent_when_discovery_is_off() -> None:
     assert announcer.on_connected() == []
 
 
-def test_encode_keeps_the_cubic_metre_and_deletes_with_empty() -> None:
-    assert encode(None) == b""
+def test_encode_keeps_the_cubic_metre() -> None:
     assert "m³".encode() in encode({"unit_of_measurement": "m\u00b3"})
 
 

@@ -49,15 +49,3 @@ class SiteSettings(BaseModel):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
-
-
-class ExportLimitSettings(BaseModel):
-    """Per meter: alert when export power stays above a limit (feed-in caps).
-
-    The two fields belong in `[[meters]]` as `export_limit_kw` and `export_limit_hold_s`.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    export_limit_kw: float | None = Field(default=None, gt=0.0)
-    export_limit_hold_s: float = Field(default=60.0, ge=0.0, le=86400.0)

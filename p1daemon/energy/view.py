@@ -103,9 +103,6 @@ class ViewOutput:
     # of the last reading before it and of the new baseline, for whoever logs it.
     restarted: tuple[datetime, datetime] | None = None
 
-    def __bool__(self) -> bool:
-        return bool(self.quarters or self.days)
-
 
 class EnergyView:
     def __init__(self, meter: str, role: Role, ean: str | None, settings: SiteSettings) -> None:

@@ -19,7 +19,6 @@ the configuration are left to the user (Home Assistant can delete an MQTT device
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -32,13 +31,6 @@ from p1daemon.publish.topics import Topics
 from p1daemon.reading.meter import MeterReading
 
 HA_ONLINE = "online"
-
-
-def encode(payload: dict[str, Any] | None) -> bytes:
-    """The bytes to publish: compact JSON (UTF-8, so "m³" stays readable), or empty."""
-    if payload is None:
-        return b""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
 
 
 _FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
@@ -147,17 +139,13 @@ class DiscoveryAnnouncer:
         block, so that re-announcing them cannot roll back the device's name or version."""
         if not fresh:
             return []
-        devices = {
-            m.payload["device"]["identifiers"][0]: m.payload["device"]
-            for m in fresh
-            if m.payload is not None
-        }
+        devices = {m.payload["device"]["identifiers"][0]: m.payload["device"] for m in fresh}
         current = {m.unique_id for m in fresh}
         out = []
         state_topic = self.topics.latest(reading.meter)
         for unique_id, message in list(self._announced.items()):
             payload = message.payload
-            if unique_id in current or payload is None or payload["state_topic"] != state_topic:
+            if unique_id in current or payload["state_topic"] != state_topic:
                 continue
             device = devices.get(payload["device"]["identifiers"][0])
             if device is not None and device != payload["device"]:

@@ -41,10 +41,10 @@ ORIGIN = {
 
 @dataclass(frozen=True, slots=True)
 class DiscoveryMessage:
-    """One retained discovery config. An empty payload (None) deletes the entity."""
+    """One retained discovery config."""
 
     topic: str
-    payload: dict[str, Any] | None
+    payload: dict[str, Any]
     unique_id: str
 
 

@@ -8,7 +8,6 @@ report would follow every telegram.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -114,7 +113,3 @@ def meter_signature(report: Mapping[str, Any]) -> tuple[Any, ...]:
         report.get("reconnects"),
         tuple(sorted(dropped.items())) if isinstance(dropped, Mapping) else None,
     )
-
-
-def encode(report: Mapping[str, Any]) -> bytes:
-    return json.dumps(report, separators=(",", ":"), sort_keys=True).encode()

@@ -254,15 +254,11 @@ class Pipeline:
         with self.lock:
             self._side_pending[topic] = payload
 
-    def side_pending(self, topic: str) -> bool:
-        with self.lock:
-            return topic in self._side_pending or topic in self._side_busy
-
-    def step(self, *, force_persist: bool = False) -> float:
+    def step(self) -> float:
         """One round of work; returns how long the worker may sleep if nothing wakes it."""
         now = self._clock()
         self.take_acks()
-        self._persist(now, force=force_persist)
+        self._persist(now, force=False)
         self._load()
         self._pump(now)
         return self._sleep_for(self._clock())
@@ -617,7 +613,3 @@ class Pipeline:
             self._side_busy.add(topic)
             self._inflight[mid] = _Side(topic)
             return True
-
-    def inflight_readings(self) -> int:
-        with self.lock:
-            return sum(1 for item in self._inflight.values() if isinstance(item, Pending))

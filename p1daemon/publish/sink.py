@@ -46,12 +46,13 @@ from typing import TYPE_CHECKING, Any
 
 from p1daemon.energy.settings import SiteSettings
 from p1daemon.energy.tracker import EnergyTracker, MeterSpec, Outgoing
-from p1daemon.homeassistant.announcer import DiscoveryAnnouncer, encode
+from p1daemon.homeassistant.announcer import DiscoveryAnnouncer
 from p1daemon.homeassistant.discovery import DiscoveryMessage
 from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish import health
 from p1daemon.publish.client import BrokerLink
 from p1daemon.publish.outbox import Outbox, OutboxUnavailable
+from p1daemon.publish.payload import compact_json
 from p1daemon.publish.pipeline import Pipeline
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.throttle import Throttle
@@ -100,7 +101,6 @@ class MqttSink:
         *,
         health_source: HealthSource | None = None,
         publish_intervals: Mapping[str, float] | None = None,
-        window: int = 100,
         homeassistant: HomeAssistantSettings | None = None,
         site: SiteSettings | None = None,
         meters: Sequence[MeterSpec] = (),
@@ -125,7 +125,6 @@ class MqttSink:
         self.extras_failed = 0  # readings discovery or the energy views failed on (bugs)
         self._health_source = health_source or _no_stats
         self._throttle: Throttle[MeterReading] = Throttle(publish_intervals or {})
-        self._window = window
         self._wake = threading.Event()
         self._accept_lock = threading.Lock()
         self._closed = False
@@ -193,7 +192,6 @@ class MqttSink:
             qos=self.mqtt.qos,
             commit_interval_s=self.buffer.commit_interval_s,
             rate_per_s=self.buffer.drain_rate_per_s,
-            window=self._window,
         )
         if self.outbox.rows:
             log.info("outbox %s holds %d queued readings", self.outbox.path, self.outbox.rows)
@@ -422,7 +420,7 @@ class MqttSink:
             )
             if force or self._signatures.get(topic) != signature:
                 self._signatures[topic] = signature
-                pipeline.queue_side(topic, health.encode(report))
+                pipeline.queue_side(topic, compact_json(report))
         if force:
             self._last_health = time.monotonic()
 
@@ -432,7 +430,7 @@ class MqttSink:
         pipeline = self.pipeline
         assert pipeline is not None
         for config in configs:
-            pipeline.queue_side(config.topic, encode(config.payload))
+            pipeline.queue_side(config.topic, compact_json(config.payload))
 
     def _energy_round(self) -> float:
         """Home Assistant's status messages, the periodic connection document, and the
