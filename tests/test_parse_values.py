@@ -44,3 +44,24 @@ def test_an_unreadable_tariff_makes_the_total_unknown_not_smaller() -> None:
     reading = parse_telegram(_frame("1-0:2.8.1(nan*kWh)", "1-0:2.8.2(000010.500*kWh)"))
     assert reading.export.t1_kwh is None
     assert reading.export.total_kwh is None
+
+
+def test_no_register_of_any_kind_can_be_nan() -> None:
+    reading = parse_telegram(
+        _frame(
+            "1-0:1.8.0(nan*kWh)",
+            "1-0:2.8.0(inf*Wh)",
+            "1-0:1.7.0(nan*kW)",
+            "1-0:21.7.0(nan*W)",
+            "1-0:32.7.0(nan*V)",
+            "1-0:31.7.0(inf*A)",
+            "1-0:1.4.0(nan*kW)",
+        )
+    )
+    assert reading.import_.total_kwh is None
+    assert reading.export.total_kwh is None
+    assert reading.import_.power_kw is None
+    assert reading.import_.l1_kw is None
+    assert reading.voltage.l1_v is None
+    assert reading.current.l1_a is None
+    assert reading.capacity is None  # an unreadable demand is no capacity data at all

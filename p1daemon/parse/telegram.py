@@ -110,10 +110,7 @@ def groups(raw: str) -> list[str]:
 
 def _number(text: str) -> float | None:
     """`0230.1*V` -> 230.1 (the unit is implied by the OBIS code)."""
-    try:
-        return float(text.partition("*")[0])
-    except ValueError:
-        return None
+    return to_float(text.partition("*")[0])
 
 
 def _integer(text: str) -> int | None:

@@ -84,14 +84,12 @@ def to_kilo(text: str) -> float | None:
     number, star, unit = text.partition("*")
     exponent = _SCALE_TO_KILO.get(unit, 0) if star else 0
     if exponent == 0:
-        try:
-            return float(number)
-        except ValueError:
-            return None
+        return to_float(number)
     try:
-        return float(Decimal(number).scaleb(exponent))
+        scaled = Decimal(number).scaleb(exponent)
     except InvalidOperation:
         return None
+    return float(scaled) if scaled.is_finite() else None
 
 
 def value_in_kilo(text: str) -> tuple[float | None, Decimal | None]:

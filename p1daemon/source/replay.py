@@ -31,7 +31,9 @@ def _unit_end(buf: bytes, start: int) -> int:
             end = start + _SMARTY_HEADER + int.from_bytes(buf[start + 11 : start + 13], "big")
             return end if end <= len(buf) else -1
     text = buf.find(b"\n/", start + 1)
-    binary = buf.find(_SMARTY_START, start + 1)
+    # Only a frame starting before the next telegram matters: searching no further keeps
+    # a plain capture from being scanned to the end of the block for every telegram.
+    binary = buf.find(_SMARTY_START, start + 1, text + 1 if text >= 0 else len(buf))
     ends = [i for i in (text + 1 if text >= 0 else -1, binary) if i > start]
     return min(ends) if ends else -1
 
