@@ -230,8 +230,8 @@ class MeterReader:
         received_at = datetime.now(UTC)
         replaced = False
         equipment_id = reading.equipment_id
-        if equipment_id is not None:
-            if self._equipment_id is not None and equipment_id != self._equipment_id:
+        if equipment_id is not None and equipment_id != self._equipment_id:
+            if self._equipment_id is not None:
                 replaced = True
                 log.warning(
                     "meter %s: equipment id changed from %s to %s (meter replaced?)",
@@ -240,6 +240,8 @@ class MeterReader:
                     equipment_id,
                 )
             self._equipment_id = equipment_id
+            # Only on a change: the stats lock need not be taken for every telegram.
+            self.stats.set_identity(equipment_id=equipment_id, line_settings=None)
         self._sink.submit(
             MeterReading.from_reading(
                 reading,
@@ -251,7 +253,6 @@ class MeterReader:
             )
         )
         self.stats.count_accepted(received_at)
-        self.stats.set_identity(equipment_id=equipment_id, line_settings=None)
 
     def _note_line_settings(self, source: ByteSource) -> None:
         line = source.line_settings

@@ -36,9 +36,10 @@ class MeterReading(Reading):
         meter_replaced: bool = False,
     ) -> MeterReading:
         # model_construct: the reading was validated when it was parsed; copying its
-        # already-validated fields avoids validating every telegram twice.
+        # already-validated fields avoids validating every telegram twice. `__dict__`
+        # holds exactly those fields and is far cheaper to read than iterating the model.
         return cls.model_construct(
-            **dict(reading),
+            **reading.__dict__,
             meter=meter,
             role=role,
             ean=ean,
