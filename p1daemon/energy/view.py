@@ -238,11 +238,12 @@ class EnergyView:
     ) -> None:
         quarter, day = self._quarter, self._day
         assert quarter is not None and day is not None
-        start = quarter_start(sample.at, self._zone)
-        if start == quarter.start:
+        if quarter.start <= sample.at < quarter.end:
+            # The usual case, one reading a second: no time-zone arithmetic needed.
             for period in (quarter, day):
                 period.book(deltas, reset=reset, changed=changed, sample=sample)
             return
+        start = quarter_start(sample.at, self._zone)
         next_one = start == quarter.end
         after = (sample.at - quarter.end).total_seconds()
         before = (quarter.end - prev.at).total_seconds()
