@@ -28,14 +28,16 @@ allow_anonymous true
 persistence false
 CONF
     echo "run.sh: starting a private mosquitto on 127.0.0.1:$port" >&2
-    mosquitto -c .demo/mosquitto.conf >.demo/mosquitto.log 2>&1 &
+    # Its own session: Ctrl-C reaches the daemon only, which then says goodbye to the
+    # broker before the exit trap stops the broker.
+    setsid mosquitto -c .demo/mosquitto.conf >.demo/mosquitto.log 2>&1 &
     pids+=($!)
     for _ in $(seq 50); do listening && break; sleep 0.1; done
     listening || { echo "run.sh: mosquitto did not start, see .demo/mosquitto.log" >&2; exit 1; }
 fi
 
 # What a subscriber sees: topic and the first part of each payload.
-mosquitto_sub -h 127.0.0.1 -p "$port" -v -t 'p1/#' -F '%t %p' | cut -c1-180 &
+mosquitto_sub -h 127.0.0.1 -p "$port" -v -t 'p1/#' -F '%t %p' > >(cut -c1-180) &
 pids+=($!)
 
 .venv/bin/p1daemon run --config config/demo.toml "$@" &
