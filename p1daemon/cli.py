@@ -17,6 +17,7 @@ from p1daemon.config.errors import ConfigError
 from p1daemon.config.loader import load_config
 from p1daemon.config.model import Config
 from p1daemon.config.render import render_config
+from p1daemon.config.secrets import short_secret_warnings
 from p1daemon.daemon.app import Daemon
 from p1daemon.daemon.probe import ProbeError, describe, probe
 from p1daemon.daemon.sink import ReadingSink
@@ -111,6 +112,11 @@ def parse(
     sys.exit(1 if dropped else 0)
 
 
+def _warn_short_secrets(config: Config) -> None:
+    for line in short_secret_warnings(config):
+        logging.getLogger("p1daemon.config").warning("%s", line)
+
+
 def _config_failed(exc: ConfigError) -> NoReturn:
     for line in exc.lines:
         click.echo(line, err=True)
@@ -152,12 +158,14 @@ def run(config_path: str, to_stdout: bool, log_level: str) -> None:
         _config_failed(exc)
     secrets = set(config.secret_values())
     log_setup.set_secrets(secrets)
+    _warn_short_secrets(config)
 
     def reload() -> Config:
         new = load_config(config_path)
         # Old secrets stay masked too: a line about the old connection may still come.
         secrets.update(new.secret_values())
         log_setup.set_secrets(secrets)
+        _warn_short_secrets(new)
         return new
 
     sink: ReadingSink
@@ -196,6 +204,8 @@ def check_config(path: str) -> None:
         config = load_config(path)
     except ConfigError as exc:
         _config_failed(exc)
+    for line in short_secret_warnings(config):
+        click.echo(f"{path}: warning: {line}", err=True)
     click.echo(render_config(config, path), nl=False)
 
 

@@ -422,6 +422,8 @@ def test_any_single_digit_typo_is_caught(body: str, position: int, delta: int) -
 def test_relative_buffer_and_mqtt_file_paths_resolve_against_the_config_folder(
     tmp_path: Path,
 ) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text("x")  # named files must exist (rules.py)
     config = load_config(
         write(
             ONE_METER

@@ -2,32 +2,25 @@
 
 Users edit TOML, not Python: a reason must read like advice about their file ("unknown
 key (did you mean 'baudrate'?)", "should be true or false, got 'yes'"), and a key path
-like `meters[1].ean` must point at the exact spot.
+like `meters[1].ean` must point at the exact spot. The value of a secret key is never
+part of a line (only its kind: "got a number"), because these lines end up in the
+journal and in forum posts.
 """
 
 from __future__ import annotations
 
+import datetime
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
-from p1daemon.config.model import Config, MeterConfig
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.homeassistant.settings import HomeAssistantSettings
-from p1daemon.publish.settings import BufferSettings, MqttSettings
+from p1daemon.config.model import SECTIONS, Config
+from p1daemon.config.secrets import NOT_SHOWN, is_secret
 
 Loc = tuple[str | int, ...]
-
-_SECTIONS: dict[str, type[BaseModel]] = {
-    "mqtt": MqttSettings,
-    "buffer": BufferSettings,
-    "homeassistant": HomeAssistantSettings,
-    "site": SiteSettings,
-    "meters": MeterConfig,
-}
 
 _KINDS = {
     "string_type": "a string in quotes",
@@ -39,6 +32,7 @@ _KINDS = {
     "model_type": "a table",
     "model_attributes_type": "a table",
     "list_type": "a list",
+    "path_type": "a file path in quotes",
 }
 
 _TOML_TYPES = {
@@ -70,7 +64,26 @@ def key_path(loc: Loc) -> str:
     return out or "(top level)"
 
 
+def _shape(value: Any) -> str:
+    """What kind of TOML value this is, without the value itself."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, datetime.datetime):
+        return "a date and time"
+    if isinstance(value, datetime.date):
+        return "a date"
+    if isinstance(value, datetime.time):
+        return "a time"
+    return _TOML_TYPES.get(type(value)) or "a value"
+
+
 def _shown(value: Any) -> str:
+    if isinstance(value, datetime.date | datetime.time):
+        return f"{_shape(value)} {value.isoformat()}"
     prefix = _TOML_TYPES.get(type(value), "")
     if isinstance(value, dict | list):
         return prefix
@@ -80,12 +93,24 @@ def _shown(value: Any) -> str:
 
 def _known_keys(loc: Loc) -> list[str]:
     model: type[BaseModel] = Config
-    if len(loc) > 1 and isinstance(loc[0], str) and loc[0] in _SECTIONS:
-        model = _SECTIONS[loc[0]]
+    if len(loc) > 1 and isinstance(loc[0], str) and loc[0] in SECTIONS:
+        model = SECTIONS[loc[0]]
     return list(model.model_fields)
 
 
 def reason(error: ErrorDetails) -> str:
+    """The advice for one pydantic error; never the value of a secret key."""
+    loc: Loc = tuple(error["loc"])
+    if not is_secret(loc):
+        return _reason(error, _shown)
+    text = _reason(error, lambda value: f"{_shape(value)} ({NOT_SHOWN})")
+    value = error.get("input")
+    if isinstance(value, str) and value:  # a validator's own "got {value!r}", as a net
+        text = text.replace(repr(value), "(not shown)")
+    return text
+
+
+def _reason(error: ErrorDetails, shown: Callable[[Any], str]) -> str:
     kind = error["type"]
     loc: Loc = tuple(error["loc"])
     value = error.get("input")
@@ -99,10 +124,10 @@ def reason(error: ErrorDetails) -> str:
     if kind == "value_error":
         return error["msg"].removeprefix("Value error, ")
     if kind in _KINDS:
-        return f"should be {_KINDS[kind]}, got {_shown(value)}"
+        return f"should be {_KINDS[kind]}, got {shown(value)}"
     message = error["msg"].removeprefix("Input ")
     if message.startswith("should be"):
-        return f"{message}, got {_shown(value)}"
+        return f"{message}, got {shown(value)}"
     return message[:1].lower() + message[1:]
 
 

@@ -7,6 +7,7 @@ again on SIGHUP so that a broken edit is refused while the old configuration run
 
 from __future__ import annotations
 
+import codecs
 import os
 import tomllib
 from collections.abc import Mapping
@@ -28,15 +29,30 @@ def meter_key_variable(name: str) -> str:
     return f"P1DAEMON_METER_{name.upper().replace('-', '_')}_KEY"
 
 
+NESTED_TOO_DEEPLY = (
+    "TOML nested too deeply: arrays or inline tables inside each other hundreds of levels deep"
+)
+
+
 def _read_toml(path: Path, label: str) -> dict[str, Any]:
+    """The parsed file, or one line saying why not.
+
+    A UTF-8 byte-order mark (Windows editors write one) is skipped: it carries no
+    meaning in a UTF-8 file, and TOML would call it an invalid statement at line 1.
+    Python's TOML parser recurses once per nesting level, so an absurdly nested file
+    ends in RecursionError, which is a property of the file like any syntax error.
+    """
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError([f"{label}: cannot read: {exc.strerror or exc}"]) from None
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError([f"{label}: saved as UTF-16 text; save it as UTF-8"])
+    skipped = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        text = data.decode("utf-8")
+        text = data[skipped:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError([f"{label}: not UTF-8 text (byte {exc.start})"]) from None
+        raise ConfigError([f"{label}: not UTF-8 text (byte {exc.start + skipped})"]) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -44,6 +60,8 @@ def _read_toml(path: Path, label: str) -> dict[str, Any]:
         raise ConfigError(
             [f"{label}: TOML syntax error: {message[:1].lower()}{message[1:]}"]
         ) from None
+    except RecursionError:
+        raise ConfigError([f"{label}: {NESTED_TOO_DEEPLY}"]) from None
 
 
 def apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[Loc, str]:

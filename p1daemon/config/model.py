@@ -167,11 +167,24 @@ class MeterConfig(BaseModel):
         return self.source_spec.finite_capable and not self.replay_loop
 
 
+# Each table of the file and the model that validates it.
+SECTIONS: dict[str, type[BaseModel]] = {
+    "mqtt": MqttSettings,
+    "buffer": BufferSettings,
+    "homeassistant": HomeAssistantSettings,
+    "site": SiteSettings,
+    "meters": MeterConfig,
+}
+
+
 class Config(BaseModel):
     """The whole file. `[mqtt]` and `[buffer]` belong to the publishing layer,
-    `[homeassistant]` to discovery, `[site]` to the energy views."""
+    `[homeassistant]` to discovery, `[site]` to the energy views.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict like every section model: a string where a number or boolean belongs is an
+    error naming the key, never a silent conversion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     buffer: BufferSettings = Field(default_factory=BufferSettings)
@@ -187,16 +200,9 @@ class Config(BaseModel):
 
     def secret_values(self) -> list[str]:
         """Every secret string in the configuration, for log redaction."""
-        secrets: list[str] = []
-        if self.mqtt.password is not None:
-            secrets.append(self.mqtt.password.get_secret_value())
-        for meter in self.meters:
-            if meter.key is not None:
-                secrets.append(meter.key.get_secret_value())
-            auth = meter.auth_key.get_secret_value()
-            if auth.lower() != "none" and auth.upper() != SMARTY_AUTH_KEY.hex().upper():
-                secrets.append(auth)
-        return secrets
+        from p1daemon.config.secrets import secret_items  # it derives its rule from us
+
+        return [value for _, value in secret_items(self)]
 
     @property
     def all_finite(self) -> bool:

@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 from p1daemon.config.model import Config
+from p1daemon.config.secrets import SECRET_FIELDS
 
-SECRET_KEYS = frozenset({"password", "key", "auth_key"})
 MASK = "********"
 
 
@@ -33,12 +33,13 @@ def _bare_key(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
 
 
-def _table_lines(data: dict[str, Any]) -> list[str]:
+def _table_lines(section: str, data: dict[str, Any]) -> list[str]:
+    secret = SECRET_FIELDS.get(section, frozenset())
     lines = []
     for key, value in data.items():
         if value is None:
             lines.append(f"# {key} is not set")
-        elif key in SECRET_KEYS:
+        elif key in secret:
             lines.append(f'{key} = "{MASK}"')
         else:
             lines.append(f"{key} = {_value(value)}")
@@ -50,7 +51,7 @@ def render_config(config: Config, source_label: str) -> str:
     data = config.model_dump(mode="json")
     out = [f"# Effective configuration from {source_label} (secrets masked)", ""]
     for section in ("mqtt", "buffer", "homeassistant", "site"):
-        out += [f"[{section}]", *_table_lines(data[section]), ""]
+        out += [f"[{section}]", *_table_lines(section, data[section]), ""]
     for meter in data["meters"]:
-        out += ["[[meters]]", *_table_lines(meter), ""]
+        out += ["[[meters]]", *_table_lines("meters", meter), ""]
     return "\n".join(out).rstrip() + "\n"

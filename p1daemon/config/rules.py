@@ -1,4 +1,5 @@
-"""Rules that involve more than one key, checked on the raw file next to field validation.
+"""Rules that involve more than one key or the world outside the file (do the certificate
+and password files exist?), checked on the raw file next to field validation.
 
 Working on the raw TOML data (rather than on validated models) means a duplicate name is
 reported even when the same file also has a bad EAN elsewhere: the user fixes every
@@ -8,6 +9,8 @@ problem in one round instead of discovering them one start-up at a time.
 from __future__ import annotations
 
 import importlib.util
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,9 @@ Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
 
 _LINE_KEYS = ("bytesize", "parity", "stopbits")
+# Files the MQTT client opens when it connects; a missing one must be named now, not
+# surface later as an anonymous TLS or login failure of `run`.
+_MQTT_FILES = ("ca_file", "cert_file", "key_file", "password_file")
 _EXPORT_HOLD_DEFAULT = MeterConfig.model_fields["export_limit_hold_s"].default
 
 
@@ -106,7 +112,8 @@ def _meter_settings(index: int, meter: dict[str, Any]) -> list[Problem]:
     # default itself is tolerated because `check-config` prints every key, and its
     # output must load back.
     hold = meter.get("export_limit_hold_s", _EXPORT_HOLD_DEFAULT)
-    if hold != _EXPORT_HOLD_DEFAULT and meter.get("export_limit_kw") is None:
+    hold_is_number = isinstance(hold, int | float) and not isinstance(hold, bool)
+    if hold_is_number and hold != _EXPORT_HOLD_DEFAULT and meter.get("export_limit_kw") is None:
         problems.append(
             (
                 ("meters", index, "export_limit_hold_s"),
@@ -143,6 +150,50 @@ def _prefixes(raw: dict[str, Any]) -> list[Problem]:
     return []
 
 
+def file_problem(path: Path) -> str | None:
+    """Why the daemon could not read `path` as a file, or None when it can.
+
+    Opened without blocking, so a FIFO or a device given by mistake cannot hang the check.
+    Readability is that of the user running the check: `check-config` as root can read
+    what the `p1daemon` service user cannot, which only the service's own start shows.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return f"no such file: {path}"
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"not a file: {path}"
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    return None
+
+
+def _mqtt_files(raw: dict[str, Any], base_dir: Path) -> list[Problem]:
+    """Relative paths are beside the configuration file, as `MqttSettings` resolves them.
+
+    A `password_file` replaced by P1DAEMON_MQTT_PASSWORD is gone from `raw` already.
+    """
+    mqtt = raw.get("mqtt")
+    if not isinstance(mqtt, dict):
+        return []
+    problems: list[Problem] = []
+    for key in _MQTT_FILES:
+        value = mqtt.get(key)
+        if not isinstance(value, str):
+            continue  # absent, or the wrong type (reported by field validation)
+        path = Path(value)
+        if not path.is_absolute():
+            path = Path(os.path.normpath(base_dir / path))
+        problem = file_problem(path)
+        if problem is not None:
+            problems.append((("mqtt", key), problem))
+    return problems
+
+
 def cross_check(raw: dict[str, Any], base_dir: Path) -> list[Problem]:
     """Problems spanning several keys or meters, in file order."""
     tables = _meter_tables(raw)
@@ -154,6 +205,7 @@ def cross_check(raw: dict[str, Any], base_dir: Path) -> list[Problem]:
             return None  # reported by field validation
 
     problems = _prefixes(raw)
+    problems += _mqtt_files(raw, base_dir)
     problems += _unique(tables, "name", "same name")
     problems += _roles(tables)
     problems += _unique(tables, "source", "same source", source_identity)

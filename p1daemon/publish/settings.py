@@ -31,7 +31,10 @@ from p1daemon.publish.topics import checked_topic_prefix
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict like the rest of the configuration (p1daemon.config.model): `port = "1883"`
+    # or `tls = "yes"` is an error naming the key, not a silent conversion. File paths
+    # are TOML strings, which strict mode would refuse for `Path`: those fields opt out.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 def _default_client_id() -> str:
@@ -46,15 +49,15 @@ class MqttSettings(_Section):
     topic_prefix: str = "p1"
     username: str | None = None
     password: SecretStr | None = None
-    password_file: Path | None = None
+    password_file: Path | None = Field(default=None, strict=False)
     client_id: str = Field(default_factory=_default_client_id)
     keepalive: int = Field(default=60, ge=5, le=65535)
     protocol: Literal["3.1.1", "5"] = "3.1.1"
     qos: Literal[0, 1, 2] = 1
     tls: bool = False
-    ca_file: Path | None = None
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    ca_file: Path | None = Field(default=None, strict=False)
+    cert_file: Path | None = Field(default=None, strict=False)
+    key_file: Path | None = Field(default=None, strict=False)
     tls_insecure: bool = False
     reconnect_max_delay_s: float = Field(default=60.0, ge=1.0, le=3600.0)
     health_interval_s: float = Field(default=60.0, ge=1.0, le=86400.0)

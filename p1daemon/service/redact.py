@@ -3,6 +3,16 @@
 Redaction works on the finished line, after the message, its arguments and any exception
 text have been rendered, so a secret that slips into an exception message or a URL is
 caught too. Callers should still not log secrets; this is the net under them.
+
+Only whole values are masked: an occurrence counts when it is not glued to a letter,
+digit or underscore on either side (a side where the secret itself begins or ends with
+punctuation is bounded by that punctuation). The password `meter` is masked in
+`password=meter` and `'meter'`, but not inside `parameters`.
+
+Secrets shorter than `MIN_SECRET_LENGTH` are not masked at all: a one-character
+password would turn every "1" or "s" of the log into `***`, and the mask itself would
+give the password away ("started *** meter reader(s)"). The configuration layer warns
+about such a secret instead (`p1daemon.config.secrets.short_secret_warnings`).
 """
 
 from __future__ import annotations
@@ -13,10 +23,22 @@ from collections.abc import Iterable
 from urllib.parse import quote
 
 MASK = "***"
+MIN_SECRET_LENGTH = 4
+
+
+def _word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def _whole(form: str) -> str:
+    """A pattern for `form` that does not match inside a longer word."""
+    before = r"(?<!\w)" if _word_char(form[0]) else ""
+    after = r"(?!\w)" if _word_char(form[-1]) else ""
+    return f"{before}{re.escape(form)}{after}"
 
 
 class Redactor:
-    """Replaces every occurrence of the current secrets; secrets can change on reload."""
+    """Replaces every whole occurrence of the current secrets; secrets can change on reload."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
@@ -30,13 +52,13 @@ class Redactor:
         """
         forms: set[str] = set()
         for secret in secrets:
-            if not secret:
+            if len(secret) < MIN_SECRET_LENGTH:
                 continue
             forms.update({secret, quote(secret, safe=""), repr(secret)[1:-1]})
         # Longest first, so a secret containing another is masked whole.
         ordered = sorted(forms, key=len, reverse=True)
         pattern = (
-            re.compile("|".join(re.escape(f) for f in ordered), re.IGNORECASE) if ordered else None
+            re.compile("|".join(_whole(f) for f in ordered), re.IGNORECASE) if ordered else None
         )
         with self._lock:
             self._pattern = pattern
