@@ -9,6 +9,7 @@ in test_demo_mqtt.py.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from p1daemon.config.loader import load_config
 from p1daemon.energy.settings import SiteSettings
@@ -26,7 +29,7 @@ from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading, Role
 from p1daemon.reading.model import Reading
 from p1daemon.source.demo import DemoMeter, DemoSource
-from p1daemon.source.demo_profile import EPOCH
+from p1daemon.source.demo_profile import EPOCH, profile
 from p1daemon.source.factory import SourceOptions, build_source, options_for
 from p1daemon.source.spec import SourceKind, SourceSpecError, parse_source
 
@@ -180,6 +183,30 @@ def test_registers_keep_rising_across_a_restart_and_the_end_of_summer_time() -> 
         assert_never_back(joined)
     stamps = [r.timestamp for r in after["house"]]
     assert {s.utcoffset().total_seconds() for s in stamps if s} == {7200, 3600}  # type: ignore[union-attr]
+
+
+@given(
+    name=st.sampled_from(sorted(METERS)),
+    start=st.floats(EPOCH - 86400 * 5, EPOCH + 86400 * 300),
+    steps=st.lists(st.floats(0, 7200), min_size=1, max_size=20),
+    speed=st.sampled_from([1, 24, 60]),
+)
+def test_the_profiles_registers_are_monotone_functions_of_time(
+    name: str, start: float, steps: list[float], speed: int
+) -> None:
+    """Without any state: registers and gas at a later simulated instant are never lower
+    (away from the rollover at 999999.999 kWh, which these months do not reach)."""
+    p = profile(name)
+    instants = [start]
+    for step in steps:
+        instants.append(instants[-1] + step)
+    sims = [EPOCH + speed * (t - EPOCH) for t in instants]
+    for before, after in itertools.pairwise(sims):
+        (bi, be), (ai, ae) = p.registers(before), p.registers(after)
+        for old, new in zip(bi + be, ai + ae, strict=True):
+            assert new >= old - 1e-9
+        if p.gas is not None:
+            assert p.gas_m3(after) >= p.gas_m3(before) - 1e-9
 
 
 def test_telegrams_are_real_dsmr5_with_a_correct_crc() -> None:
