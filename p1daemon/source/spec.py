@@ -17,10 +17,9 @@ from p1daemon.source.demo_profile import PROFILES
 REPLAY_PREFIX = "replay:"
 DEMO_PREFIX = "demo:"
 DEMO_PROFILES = PROFILES
-_FORMS = (
-    "a device path (/dev/...), socket://host:port, rfc2217://host:port, replay:PATH"
-    " or demo:house / demo:carport"
-)
+# The forms a real meter is reached by; `demo:` (the synthetic demo meters) is left out
+# of this hint on purpose.
+_FORMS = "a device path (/dev/...), socket://host:port, rfc2217://host:port or replay:PATH"
 
 
 class SourceKind(StrEnum):
