@@ -123,6 +123,7 @@ def validate(
     unique_ids: Counter[str] = Counter()
     entity_ids: Counter[str] = Counter()
     identifiers: set[str] = set()
+    owners: dict[str, set[str]] = {}  # identifier -> names of the devices that carry it
     via: set[str] = set()
     for message in messages:
         config = message.payload
@@ -159,6 +160,8 @@ def validate(
         assert device["identifiers"] and all(isinstance(i, str) for i in device["identifiers"])
         assert device.get("name")
         identifiers.update(device["identifiers"])
+        for identifier in device["identifiers"]:
+            owners.setdefault(identifier, set()).add(device["name"])
         if "via_device" in device:
             via.add(device["via_device"])
 
@@ -173,3 +176,7 @@ def validate(
     assert max(unique_ids.values()) == 1, [u for u, n in unique_ids.items() if n > 1]
     assert max(entity_ids.values()) == 1, [e for e, n in entity_ids.items() if n > 1]
     assert via <= identifiers, "via_device must name a device that is announced"
+    # Home Assistant merges every config sharing any identifier into one device: two
+    # devices sharing one would become one, their entities mixed, its name flipping.
+    shared = {i: names for i, names in owners.items() if len(names) > 1}
+    assert not shared, f"devices share identifiers: {shared}"

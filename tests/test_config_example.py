@@ -67,14 +67,13 @@ def test_example_is_valid_as_shipped() -> None:
     assert [m.name for m in config.meters] == ["house"]
 
 
-def test_demo_is_two_metering_points_replayed_from_the_project_captures() -> None:
-    if not (REPO / "fixtures" / "demo" / "house.txt").is_file():
-        pytest.skip("fixtures/demo captures are not in this checkout yet")
+def test_demo_is_two_metering_points_of_live_synthetic_meters() -> None:
+    # issue 9 item 16: no longer looped captures (their registers stepped back every loop)
     config = load_config(DEMO, {})
     assert [(m.name, m.role) for m in config.meters] == [
         ("house", "primary"),
         ("carport", "secondary"),
     ]
-    assert all(m.replay_loop and m.replay_interval_s == 1 for m in config.meters)
     assert config.meters[1].ean is not None
-    assert config.meters[0].source == f"replay:{REPO / 'fixtures' / 'demo' / 'house.txt'}"
+    assert config.meters[0].source == "demo:house?speed=24"
+    assert not any(m.finite for m in config.meters)

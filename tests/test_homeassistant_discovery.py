@@ -106,7 +106,7 @@ def test_demo_meters_are_valid_and_one_device_each() -> None:
     house_device = next(d for d in meters if d["name"] == "house (primary)")
     assert house_device["manufacturer"] == "PDX"
     assert house_device["sw_version"] == "DSMR 5.0"
-    assert "p1d_eq_P1DHOUSE00000001" in house_device["identifiers"]
+    assert "p1d_eq_P1DHOUSE00000001_p1d_ean_871687400000000001" in house_device["identifiers"]
     assert any("871687400000000001" in i for i in house_device["identifiers"])
     gas = [d for d in devices.values() if "via_device" in d]
     assert len(gas) == 1 and gas[0]["via_device"] in house_device["identifiers"]
@@ -197,7 +197,7 @@ def test_unique_ids_survive_restart_and_meter_replacement() -> None:
     device = next(
         m.payload["device"] for m in after if m.payload and "via_device" not in m.payload["device"]
     )
-    assert "p1d_eq_P1DNEWMETER00009" in device["identifiers"]
+    assert "p1d_eq_P1DNEWMETER00009_p1d_ean_871687400000000001" in device["identifiers"]
 
 
 def test_without_ean_the_ids_come_from_prefix_and_name() -> None:
@@ -376,7 +376,10 @@ def test_announcer_meter_replacement_updates_every_device_block() -> None:
         m for m in announcer.all_messages() if m.payload and "via_device" not in m.payload["device"]
     ]
     assert all(
-        m.payload and "p1d_eq_P1DNEWMETER00009" in m.payload["device"]["identifiers"] for m in kept
+        m.payload
+        and "p1d_eq_P1DNEWMETER00009_p1d_ean_871687400000000001"
+        in m.payload["device"]["identifiers"]
+        for m in kept
     )
 
 
@@ -430,3 +433,89 @@ def test_the_validator_rejects_what_home_assistant_rejects(change: dict[str, Any
     bad = DiscoveryMessage(good.topic, {**good.payload, **change}, good.unique_id)
     with pytest.raises(AssertionError):
         validate([bad])
+
+
+# -- one device per metering point, whatever the meters report (issue 9 item 15) --------------
+
+
+def meter_device_blocks(messages: list[DiscoveryMessage]) -> list[dict[str, Any]]:
+    return [
+        m.payload["device"]
+        for m in messages
+        if m.payload and "via_device" not in m.payload["device"]
+    ]
+
+
+def test_two_metering_points_with_the_same_equipment_id_stay_two_devices() -> None:
+    house, carport = demo()
+    twin = carport.model_copy(update={"equipment_id": house.equipment_id})
+    house_msgs = discovery_messages(house, SETTINGS, TOPICS)
+    twin_msgs = discovery_messages(twin, SETTINGS, TOPICS)
+    validate(house_msgs + twin_msgs)
+    house_ids = {i for d in meter_device_blocks(house_msgs) for i in d["identifiers"]}
+    twin_ids = {i for d in meter_device_blocks(twin_msgs) for i in d["identifiers"]}
+    # Home Assistant merges configs that share any identifier into one device.
+    assert not house_ids & twin_ids
+    gas_ids = {
+        i
+        for m in house_msgs
+        if m.payload and "via_device" in m.payload["device"]
+        for i in m.payload["device"]["identifiers"]
+    }
+    assert not gas_ids & twin_ids
+
+
+def test_scoping_keeps_the_unique_ids_of_existing_users() -> None:
+    """unique_ids never contained the equipment id, so they do not move; only the second
+    device identifier does (the first, the EAN one, keeps the device in Home Assistant)."""
+    house, _ = demo()
+    messages = discovery_messages(house, SETTINGS, TOPICS)
+    ids = {m.unique_id for m in messages}
+    assert "p1d_ean_871687400000000001_imp_t1" in ids
+    (device,) = {tuple(d["identifiers"]) for d in meter_device_blocks(messages)}
+    assert device[0] == "p1d_ean_871687400000000001"
+    assert device[1] == "p1d_eq_P1DHOUSE00000001_p1d_ean_871687400000000001"
+
+
+# -- manufacturer and model (issue 9 item 17) --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "manufacturer", "model"),
+    [
+        ("ISk5\\2MT382-1000", "Iskraemeco", "MT382-1000"),
+        ("ISK5\\2M550T-1012", "Iskraemeco", "M550T-1012"),
+        ("KFM5KAIFA-METER", "Kaifa", "KAIFA-METER"),
+        ("XMX5LGBBFG1009325446", "Landis+Gyr", "LGBBFG1009325446"),
+        ("XMX5XMXABCE100103855", "Xemex", "XMXABCE100103855"),
+        ("KMP5 ZABF001587315111", "Kamstrup", "ZABF001587315111"),
+        ("KAM5", "Kamstrup", "KAM5"),
+        ("SAG5SAG-METER", "Sagemcom", "SAG-METER"),
+        ("Ene5\\T210-D ESMR5.0", "Sagemcom", "T210-D ESMR5.0"),
+        ("Ene5\\T211 ESMR 5.0", "Sagemcom", "T211 ESMR 5.0"),
+        ("Ene5\\XS210 ESMR 5.0", "Landis+Gyr", "XS210 ESMR 5.0"),
+        ("Ene5\\X999", "Ene", "X999"),  # a grid operator's flag, maker unknown: as sent
+        ("FLU5\\253769484_A", "FLU", "253769484_A"),
+        ("ESY5Q3DB1024 V3.04", "EasyMeter", "Q3DB1024 V3.04"),
+        ("GRE5\\12341234_A", "GRE", "12341234_A"),
+        ("PDX5\\253P1DHOUSE01", "PDX", "253P1DHOUSE01"),
+    ],
+)
+def test_device_shows_the_makers_name_and_a_readable_model(
+    header: str, manufacturer: str, model: str
+) -> None:
+    house, _ = demo()
+    reading = house.model_copy(update={"header": header, "manufacturer": header[:3]})
+    (device,) = {
+        json.dumps(d, sort_keys=True)
+        for d in meter_device_blocks(discovery_messages(reading, SETTINGS, TOPICS))
+    }
+    block = json.loads(device)
+    assert (block["manufacturer"], block["model"]) == (manufacturer, model)
+
+
+def test_device_of_a_header_without_a_flag() -> None:
+    house, _ = demo()
+    reading = house.model_copy(update={"header": "NWA-WARMTELINK", "manufacturer": "NWA"})
+    (block,) = meter_device_blocks(discovery_messages(reading, SETTINGS, TOPICS))[:1]
+    assert block["manufacturer"] == "NWA" and block["model"] == "NWA-WARMTELINK"

@@ -7,7 +7,12 @@ Identity, and why it is built this way:
   meter must stay the same entities, so the Energy dashboard keeps working and Home
   Assistant treats the new meter's lower counters as a reset (which total_increasing
   handles), instead of growing a second set of entities fed by the same topic. The
-  equipment id is added as a second identifier, as the issue asks.
+  equipment id is added as a second identifier, scoped to the metering point: Home
+  Assistant merges every config sharing any identifier into one device, so two metering
+  points whose meters report the same equipment id (a copied capture, a demo, a meter
+  moved between connections, a vendor that fills it with zeros) must not share one.
+- `manufacturer` is the maker's name where the FLAG id is known, `model` the header
+  without its framing (see `makers.py`).
 - Each M-Bus sub-meter is its own device (identified by its own equipment id; by the
   metering point, channel and medium when it sends none) with `via_device` the meter.
 - unique_id = "<device id>_<register key>": the same on every restart, and the
@@ -28,6 +33,7 @@ from typing import Any
 from p1daemon import __version__
 from p1daemon.homeassistant.entities import Entity, mbus_entities, mbus_label, meter_entities
 from p1daemon.homeassistant.ids import entity_slug, topic_safe
+from p1daemon.homeassistant.makers import manufacturer_name, model_name
 from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.topics import Topics
 from p1daemon.reading.meter import MeterReading
@@ -64,17 +70,25 @@ def _sw_version(reading: MeterReading) -> str | None:
     return f"DSMR {version}"
 
 
+def equipment_identifier(equipment_id: str, meter_device: str) -> str:
+    """The equipment id as a device identifier, within its metering point only."""
+    return f"p1d_eq_{topic_safe(equipment_id)}_{meter_device}"
+
+
 def _meter_device(reading: MeterReading, device_id: str) -> dict[str, Any]:
     identifiers = [device_id]
     if reading.equipment_id:
-        identifiers.append(f"p1d_eq_{topic_safe(reading.equipment_id)}")
+        identifiers.append(equipment_identifier(reading.equipment_id, device_id))
     device: dict[str, Any] = {
         "identifiers": identifiers,
         "name": f"{reading.meter} ({reading.role})",
-        "model": reading.header,
     }
-    if reading.manufacturer:
-        device["manufacturer"] = reading.manufacturer
+    model = model_name(reading.header)
+    if model:
+        device["model"] = model
+    manufacturer = manufacturer_name(reading.header, reading.manufacturer)
+    if manufacturer:
+        device["manufacturer"] = manufacturer
     sw_version = _sw_version(reading)
     if sw_version:
         device["sw_version"] = sw_version

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Protocol
 
 from p1daemon.config.model import MeterConfig
 from p1daemon.source.autobaud import LineSettingsDetector
 from p1daemon.source.base import ByteSource
+from p1daemon.source.demo import DemoSource
 from p1daemon.source.line import DSMR4, LineSettings
 from p1daemon.source.replay import ReplaySource
 from p1daemon.source.serial_port import SerialSource
 from p1daemon.source.spec import SourceKind, SourceSpec
 from p1daemon.source.tcp import TcpSource
+
+
+class Clock(Protocol):
+    """Wall time in seconds and a sleep that lets it pass."""
+
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +52,28 @@ def options_for(meter: MeterConfig) -> SourceOptions:
     )
 
 
-def build_source(spec: SourceSpec, options: SourceOptions) -> ByteSource:
+def build_source(
+    spec: SourceSpec, options: SourceOptions, *, clock: Clock | None = None
+) -> ByteSource:
+    """`clock` (time and sleep) replaces the real one in the sources that pace themselves:
+    replays and demo meters; a test walks them through hours in a moment."""
+    sleep = time.sleep if clock is None else clock.sleep
     if spec.kind is SourceKind.REPLAY:
         assert spec.path is not None
         return ReplaySource(
-            spec.path, interval_s=options.replay_interval_s, loop=options.replay_loop
+            spec.path,
+            interval_s=options.replay_interval_s,
+            loop=options.replay_loop,
+            clock=time.monotonic if clock is None else clock.now,
+            sleep=sleep,
+        )
+    if spec.kind is SourceKind.DEMO:
+        return DemoSource(
+            spec.profile,
+            speed=spec.speed,
+            interval_s=options.replay_interval_s,
+            clock=time.time if clock is None else clock.now,
+            sleep=sleep,
         )
     if spec.kind is SourceKind.SOCKET:
         return TcpSource(spec.host, spec.port)

@@ -6,12 +6,19 @@ with a clear line instead of turning into an endless reconnect loop at run time.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from p1daemon.source.demo_profile import PROFILES
+
 REPLAY_PREFIX = "replay:"
+DEMO_PREFIX = "demo:"
+DEMO_PROFILES = PROFILES
+# The forms a real meter is reached by; `demo:` (the synthetic demo meters) is left out
+# of this hint on purpose.
 _FORMS = "a device path (/dev/...), socket://host:port, rfc2217://host:port or replay:PATH"
 
 
@@ -20,6 +27,7 @@ class SourceKind(StrEnum):
     SOCKET = "socket"
     RFC2217 = "rfc2217"
     REPLAY = "replay"
+    DEMO = "demo"
 
 
 class SourceSpecError(ValueError):
@@ -34,6 +42,10 @@ class SourceSpec:
     host: str = ""
     port: int = 0
     path: Path | None = None
+    profile: str = ""
+    """demo: which synthetic metering point."""
+    speed: float = 1.0
+    """demo: how many simulated seconds of its day pass per real second."""
 
     @property
     def finite_capable(self) -> bool:
@@ -47,6 +59,8 @@ class SourceSpec:
             return os.path.realpath(self.text)
         if self.kind in (SourceKind.SOCKET, SourceKind.RFC2217):
             return f"{self.kind}://{self.host.lower()}:{self.port}"
+        if self.kind is SourceKind.DEMO:
+            return self.text
         return f"{REPLAY_PREFIX}{os.path.realpath(str(self.path))}"
 
 
@@ -61,9 +75,34 @@ def _host_port(text: str, scheme: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def _demo(text: str) -> SourceSpec:
+    """`demo:PROFILE` or `demo:PROFILE?speed=N` (N simulated seconds per real second)."""
+    name, _, query = text[len(DEMO_PREFIX) :].partition("?")
+    if name not in DEMO_PROFILES:
+        raise SourceSpecError(
+            f"demo: needs one of {', '.join(DEMO_PROFILES)} (e.g. demo:house), got {text!r}"
+        )
+    speed = 1.0
+    if query:
+        key, _, value = query.partition("=")
+        try:
+            speed = float(value) if key == "speed" else math.nan
+        except ValueError:
+            speed = math.nan
+        if not 1 <= speed <= 86400:
+            raise SourceSpecError(
+                f"demo: takes ?speed=N with N from 1 to 86400 (simulated seconds per real "
+                f"second), got {text!r}"
+            )
+    canonical = f"{DEMO_PREFIX}{name}" + (f"?speed={speed:g}" if speed != 1 else "")
+    return SourceSpec(SourceKind.DEMO, canonical, profile=name, speed=speed)
+
+
 def parse_source(text: str, *, base_dir: Path | None = None) -> SourceSpec:
     """Classify `text`; a relative replay path is taken relative to `base_dir`."""
     text = text.strip()
+    if text.startswith(DEMO_PREFIX):
+        return _demo(text)
     if text.startswith(REPLAY_PREFIX):
         raw = text[len(REPLAY_PREFIX) :]
         if not raw:
