@@ -155,7 +155,12 @@ def _pipe(
             changed = [
                 f"{stamp} {text}" for key, text in current.items() if printed.get(key) != text
             ]
-            changed += [f"{stamp} {key} gone" for key in printed if key not in current]
+            # A record starts with what it describes ("p1/house meter ..."): so does its end.
+            changed += [
+                f"{stamp} {' '.join(text.split(' ')[:2])} gone"
+                for key, text in printed.items()
+                if key not in current
+            ]
             if changed:
                 out.write("\n".join(changed) + "\n")
                 out.flush()
