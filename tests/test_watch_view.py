@@ -142,6 +142,7 @@ def test_offline_stale_silent_and_alerts_are_problems_sorted_first() -> None:
     text = "\n".join(plain(line) for line in frame(rows, NOW, LIMITS, where="b:1"))
     assert "5 sites, 5 meters, 4 with problems" in text
     assert "OFFLINE" in text and "ALERT capacity: over" in text and "export_limit" not in text
+    assert "95s!" in text  # the stale age is marked, not only coloured
 
 
 def test_losses_backlog_notes_and_connection_warnings() -> None:
@@ -180,7 +181,8 @@ def test_losses_backlog_notes_and_connection_warnings() -> None:
     assert notes == {"dropped", "meter_replaced"}
     text = "\n".join(plain(line) for line in frame([row], NOW, LIMITS, where="b:1"))
     assert "cannot add up" in text and "old news" not in text  # `stale` is judged from latest
-    assert "house own share" in text and "2 telegrams dropped (crc 2)" in text
+    assert "= house own  net " in text and "2 telegrams dropped (crc 2)" in text
+    assert "p1  online  series" in text and "= connection  net -" in text
 
 
 def test_garbage_is_ignored_and_an_empty_retained_payload_forgets() -> None:

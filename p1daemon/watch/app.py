@@ -72,13 +72,14 @@ def run(settings: MqttSettings, options: WatchOptions, out: TextIO, *, tty: bool
     """Watch until stopped (or once); raises connect.WatchError when there is no broker."""
     feed = _Feed(options.prefixes)
     watcher = Watcher(settings, options.prefixes, feed.on_message)
+    stop = threading.Event()
+    if not options.once:
+        _stop_on_signals(stop)  # Ctrl-C and SIGTERM end watching (status 0)
     watcher.connect()
     try:
         feed.settle(watcher)
         if options.once:
             return _once(feed, watcher, options, out, tty=tty)
-        stop = threading.Event()
-        _stop_on_signals(stop)
         if tty:
             _terminal(feed, watcher, options, out, stop)
         else:
@@ -109,10 +110,23 @@ def _once(feed: _Feed, watcher: Watcher, options: WatchOptions, out: TextIO, *, 
     with feed.lock:
         rows = assess_fleet(feed.fleet, now, options.limits)
         lines = frame(rows, now, options.limits, where=watcher.where)
-    for line in lines:
-        out.write((fit(line, None, color=True) if tty else plain(line)) + "\n")
-    out.flush()
+    try:
+        for line in lines:
+            out.write((fit(line, None, color=True) if tty else plain(line)) + "\n")
+        out.flush()
+    except BrokenPipeError:
+        _reader_gone(out)
     return PROBLEM if not rows or any(row.problem for row in rows) else OK
+
+
+def _reader_gone(out: TextIO) -> None:
+    """`watch | head`: the reader went away. Not an error; and the interpreter's last
+    flush of stdout must not complain about it either."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _terminal(
@@ -167,10 +181,4 @@ def _pipe(
             printed = current
             stop.wait(_FRAME_S - (time.time() % _FRAME_S))
     except BrokenPipeError:
-        # `watch | head`: the reader went away; that ends watching, quietly (and the
-        # interpreter's last flush of stdout must not complain about it either).
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, out.fileno())
-        except (OSError, ValueError):
-            pass
+        _reader_gone(out)  # that ends watching, quietly

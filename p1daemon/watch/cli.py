@@ -19,6 +19,7 @@ from p1daemon.watch.rules import Limits
 from p1daemon.watch.topics import PrefixError, checked_prefix
 
 NO_BROKER = 2
+INTERRUPTED = 130
 
 
 def watch_command(
@@ -70,3 +71,5 @@ def watch_command(
     except WatchError as exc:
         click.echo(f"watch: {exc}", err=True)
         return NO_BROKER
+    except KeyboardInterrupt:  # Ctrl-C while --once was still collecting
+        return INTERRUPTED

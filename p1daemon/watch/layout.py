@@ -125,6 +125,8 @@ def _site_block(row: Assessed, now: datetime, limits: Limits) -> list[Line]:
         head.append(("OFFLINE", "red"))
     else:
         head.append((clean(site.status or "no status"), "red"))
+    if site.connection is not None and site.connection.topology:
+        head.append((f"  {clean(site.connection.topology)}", ""))
     daemon = site.daemon
     if daemon is not None:
         queued = "-" if daemon.depth is None else str(daemon.depth)
@@ -142,7 +144,7 @@ def _site_block(row: Assessed, now: datetime, limits: Limits) -> list[Line]:
     width = max([5, *(len(clean(n)) for n in names)])
     width = min(width, 14)
     eans = any(site.meters.get(n) is not None and site.meters[n].ean for n in names)
-    label_width = width + 6 + (19 if eans else 0)
+    label_width = max(width + 6 + (19 if eans else 0), 26)  # room for "= connection  net ..."
 
     def label(text: str) -> str:
         return f"  {text[:label_width]:<{label_width}}"
@@ -169,16 +171,21 @@ def _site_block(row: Assessed, now: datetime, limits: Limits) -> list[Line]:
                     imp_kwh,
                     exp_kwh,
                 ),
-                (f"{format_age(age):>7}", "red" if stale else ""),
+                # Marked as well as red: --once and a log have no colours.
+                (
+                    f"{format_age(age) + ('!' if stale and age is not None else ''):>7}",
+                    "red" if stale else "",
+                ),
             ]
         )
     connection = site.connection
     if connection is not None:
         for meter in connection.derived:
             share = connection.points[meter]
-            lines.append([(label(f"= {clean(meter)} own share"), "dim"), _figures(share)])
-        topology = clean(connection.topology or "?")
-        lines.append([(label(f"= connection ({topology})"), "bold"), _figures(connection.total)])
+            text = f"= {clean(meter)[:10]} own  net {_kw(share.net_kw)}"
+            lines.append([(label(text), "dim"), _figures(share)])
+        text = f"= connection  net {_kw(connection.total.net_kw)}"
+        lines.append([(label(text), "bold"), _figures(connection.total)])
     for finding in row.findings:
         who = f"{clean(finding.meter)}: " if finding.meter else ""
         mark, style = ("!", "red") if finding.problem else ("-", "yellow")
