@@ -245,3 +245,26 @@ def test_redraw_in_place_leaves_no_stale_lines_and_stays_inside_the_width() -> N
     assert model.problems == []
     assert model.lines() == ["short"] + [""] * 7
     assert all(len(line) <= 39 for line in model.lines())
+
+
+def test_notes_are_not_problems_in_the_records() -> None:
+    feeder = Feeder()
+    feeder.healthy_site("p1", {"house": ("primary", "1")})
+    feeder.send("p1/house/health", {"connected": True, "dropped": {"crc": 1}})
+    line = records(feeder.rows())["meter p1/house"]
+    assert line.startswith("p1/house meter ok ") and "problems=- notes=dropped" in line
+
+
+def test_usage_and_configuration_errors_are_one_line_each(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from p1daemon.cli import main
+
+    runner = CliRunner()
+    bad_prefix = runner.invoke(main, ["watch", "--once", "--prefix", "p1/#"])
+    assert bad_prefix.exit_code == 2 and "'#' is not allowed" in bad_prefix.output
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[mqtt]\nport = 'many'\n")
+    result = runner.invoke(main, ["watch", "--once", "--config", str(broken)])
+    assert result.exit_code == 1 and "mqtt.port" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

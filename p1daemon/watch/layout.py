@@ -255,6 +255,7 @@ def records(rows: list[Assessed]) -> dict[str, str]:
                 if latest is not None and latest.received_at is not None
                 else "-",
                 "problems": _codes(row.findings, name),
+                "notes": _codes(row.findings, name, problems=False),
             }
             trouble = any(f.problem and f.meter == name for f in row.findings)
             key = f"meter {prefix}/{clean(name)}"
@@ -262,8 +263,8 @@ def records(rows: list[Assessed]) -> dict[str, str]:
     return out
 
 
-def _codes(findings: list[Finding], meter: str | None) -> str:
-    codes = [f.code for f in findings if f.meter == meter]
+def _codes(findings: list[Finding], meter: str | None, *, problems: bool = True) -> str:
+    codes = [f.code for f in findings if f.meter == meter and f.problem == problems]
     return ",".join(dict.fromkeys(codes)) or "-"
 
 
