@@ -174,7 +174,7 @@ def test_once_shows_both_metering_points_with_the_published_values(two_meter_sit
         assert row[3] in shown(latest, "export", "power_kw")
         assert row[4] in shown(days, "import", "total_kwh")
         assert row[5] in shown(days, "export", "total_kwh")
-        assert row[6] in {"0s", "1s", "2s"}
+        assert row[6].endswith("s") and int(row[6][:-1]) < 10  # fresh: no "!" mark
     # the carport never exports: its column must not show the house's export
     assert rows["carport"][3] == "0.000"
 

@@ -137,6 +137,7 @@ def _terminal(
     screen.open()
     try:
         while not stop.is_set():
+            started = time.monotonic()
             now = datetime.now(UTC)
             with feed.lock:
                 rows = assess_fleet(feed.fleet, now, options.limits)
@@ -149,7 +150,7 @@ def _terminal(
                     footer=footer,
                 )
             screen.draw(lines)
-            stop.wait(_FRAME_S - (time.time() % _FRAME_S))  # on the second, like a clock
+            stop.wait(max(0.0, started + _FRAME_S - time.monotonic()))  # at most 1 a second
     finally:
         screen.close()
 
@@ -160,6 +161,7 @@ def _pipe(
     printed: dict[str, str] = {}
     try:
         while not stop.is_set():
+            started = time.monotonic()
             now = datetime.now(UTC)
             with feed.lock:
                 current = records(assess_fleet(feed.fleet, now, options.limits))
@@ -179,6 +181,6 @@ def _pipe(
                 out.write("\n".join(changed) + "\n")
                 out.flush()
             printed = current
-            stop.wait(_FRAME_S - (time.time() % _FRAME_S))
+            stop.wait(max(0.0, started + _FRAME_S - time.monotonic()))
     except BrokenPipeError:
         _reader_gone(out)  # that ends watching, quietly
