@@ -254,3 +254,66 @@ def probe_command(port: str, baudrate: str, timeout: float, key: str | None) -> 
         click.echo(f"probe: {exc}", err=True)
         sys.exit(1)
     click.echo(describe(result))
+
+
+@main.command("watch")
+@click.option("--host", help="MQTT broker host [default: from --config, else 127.0.0.1].")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="MQTT broker port [default: config, else 1883]."
+)
+@click.option(
+    "--prefix",
+    "prefixes",
+    multiple=True,
+    metavar="PREFIX",
+    help="Topic prefix of a site; repeat for several, '+' for every site on the broker "
+    "[default: the config's topic_prefix, else p1].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Take the broker settings (host, port, TLS, credentials) from this configuration.",
+)
+@click.option("--once", is_flag=True, help="Print the current state and exit: 0 all well, 1 not.")
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="A reading older than this is stale [default: the config's site.stale_after_s, else 60].",
+)
+@click.option(
+    "--health-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="A site whose health report is older than this is a problem "
+    "[default: 3 x the config's mqtt.health_interval_s, else 180].",
+)
+def watch(
+    host: str | None,
+    port: int | None,
+    prefixes: tuple[str, ...],
+    config_path: str | None,
+    once: bool,
+    stale_after: float | None,
+    health_timeout: float | None,
+) -> None:
+    """Show what the sites on the broker say: meters, energy, health, problems first.
+
+    On a terminal the view is redrawn in place every second; into a pipe it prints one
+    line per change. Exit status with --once: 0 when every site is fine, 1 when any has a
+    problem (or none was found), 2 when the broker cannot be reached.
+    """
+    from p1daemon.watch.cli import watch_command
+
+    sys.exit(
+        watch_command(
+            host=host,
+            port=port,
+            prefixes=prefixes,
+            config_path=config_path,
+            once=once,
+            stale_after=stale_after,
+            health_timeout=health_timeout,
+        )
+    )

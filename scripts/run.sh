@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh checkout to p1daemon at work: the two-meter demo (a house as
-# primary metering point, a carport charger as secondary) replayed from fixtures/demo/
-# into a local mosquitto, with every message shown as it arrives. Ctrl-C stops it all.
+# primary metering point, a carport charger as secondary) as live synthetic meters (config/demo.toml)
+# into a local mosquitto, shown by `p1daemon watch` (the meters, today's energy, health,
+# problems first; the daemon's log goes to .demo/daemon.log). Ctrl-C stops it all.
 #
 # A broker already listening on 127.0.0.1:1883 is used as it is; otherwise a private
 # loopback-only mosquitto is started for the demo and stopped afterwards.
@@ -36,10 +37,18 @@ CONF
     listening || { echo "run.sh: mosquitto did not start, see .demo/mosquitto.log" >&2; exit 1; }
 fi
 
-# What a subscriber sees: topic and the first part of each payload.
-mosquitto_sub -h 127.0.0.1 -p "$port" -v -t 'p1/#' -F '%t %p' > >(cut -c1-180) &
-pids+=($!)
+.venv/bin/p1daemon run --config config/demo.toml "$@" 2>>.demo/daemon.log &
+daemon=$!
+pids+=("$daemon")
+sleep 1
+if ! kill -0 "$daemon" 2>/dev/null; then
+    echo "run.sh: the daemon stopped at once; its log (.demo/daemon.log) ends with:" >&2
+    tail -n 5 .demo/daemon.log >&2
+    exit 1
+fi
 
-.venv/bin/p1daemon run --config config/demo.toml "$@" &
-pids+=($!)
-wait "${pids[-1]}"
+echo "run.sh: the raw messages: mosquitto_sub -h 127.0.0.1 -p $port -v -t 'p1/#'" >&2
+echo "run.sh: the daemon's log: tail -f .demo/daemon.log" >&2
+# On a terminal the view redraws in place; piped, it prints one line per change. Either
+# way it ends on Ctrl-C, and the exit trap then stops the daemon (and a private broker).
+.venv/bin/p1daemon watch --host 127.0.0.1 --port "$port" --prefix p1 || true
