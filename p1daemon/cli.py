@@ -30,6 +30,7 @@ from p1daemon.publish.outbox import OutboxUnavailable
 from p1daemon.publish.sink import MqttSink
 from p1daemon.service.hooks import SystemdHooks
 from p1daemon.service.logsetup import setup_logging
+from p1daemon.service.summary import config_summary
 from p1daemon.source.factory import SourceOptions
 from p1daemon.source.line import DSMR2, LineSettings
 from p1daemon.source.spec import SourceSpecError, parse_source
@@ -187,7 +188,9 @@ def run(config_path: str, to_stdout: bool, log_level: str) -> None:
 
 @main.command("check-config")
 @click.argument("path", metavar="PATH")
-def check_config(path: str) -> None:
+@click.option("--summary", is_flag=True, help="Print meters, broker and outbox, not every key.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing when the file is valid.")
+def check_config(path: str, summary: bool, quiet: bool) -> None:
     """Validate configuration file PATH and print the effective settings, secrets masked.
 
     Exit status 0 when the file is valid, 1 with one line per problem when it is not.
@@ -196,7 +199,10 @@ def check_config(path: str) -> None:
         config = load_config(path)
     except ConfigError as exc:
         _config_failed(exc)
-    click.echo(render_config(config, path), nl=False)
+    if not quiet:
+        click.echo(
+            config_summary(config, path) if summary else render_config(config, path), nl=False
+        )
 
 
 def _probe_line(baudrate: str) -> LineSettings | None:

@@ -113,8 +113,10 @@ install -m 0644 "$src/systemd/$unit" "$unit_dir/$unit"
 say "placed $unit_dir/$unit"
 
 # --- check, then start -----------------------------------------------------------------
+# A summary, not every key: the problems (on stderr) or what will run is what matters
+# here; `p1daemon check-config PATH` without --summary shows every setting.
 say "checking $config"
-if ! "$venv/bin/p1daemon" check-config "$config"; then
+if ! "$venv/bin/p1daemon" check-config --summary "$config"; then
     die "the configuration has errors (above); fix $config, then run $0 again"
 fi
 "${systemctl[@]}" daemon-reload

@@ -121,6 +121,18 @@ def test_first_install_places_everything(installed: tuple[Machine, str]) -> None
     assert machine.calls() == INSTALL_CALLS
 
 
+def test_install_prints_a_summary_not_the_whole_configuration(
+    installed: tuple[Machine, str],
+) -> None:
+    machine, output = installed
+    assert f"{machine.config}: valid, 1 meter(s)" in output
+    assert "  meter house (primary): /dev/serial/by-id/" in output
+    assert "  broker: 127.0.0.1:1883" in output
+    assert "  outbox: /var/lib/p1daemon/outbox.db" in output
+    assert "[homeassistant]" not in output and "silence_timeout_s" not in output
+    assert len(output.splitlines()) <= 25, output
+
+
 def test_installed_package_is_this_checkout(installed: tuple[Machine, str]) -> None:
     machine, _ = installed
     python = machine.venv / "bin" / "python"
