@@ -31,7 +31,7 @@ def config_summary(config: Config, label: str) -> str:
 
 
 def _meter(meter: MeterConfig) -> str:
-    parts = [meter.role]
+    parts: list[str] = [meter.role]
     if meter.ean is not None:
         parts.append(f"EAN {meter.ean}")
     if meter.key is not None:
