@@ -17,7 +17,7 @@ from p1daemon.config.errors import ConfigError
 from p1daemon.config.loader import load_config
 from p1daemon.config.model import Config
 from p1daemon.config.render import render_config
-from p1daemon.daemon.app import Daemon
+from p1daemon.daemon.app import TICK_S, Daemon
 from p1daemon.daemon.probe import ProbeError, describe, probe
 from p1daemon.daemon.sink import ReadingSink
 from p1daemon.daemon.stdout_sink import JsonLinesSink
@@ -173,7 +173,8 @@ def run(config_path: str, to_stdout: bool, log_level: str) -> None:
             config,
             health_source=lambda: daemon.meter_snapshots() if daemon is not None else {},
         )
-    daemon = Daemon(config, sink, SystemdHooks.from_environment(), reload=reload)
+    hooks = SystemdHooks.from_environment()
+    daemon = Daemon(config, sink, hooks, reload=reload, tick_s=hooks.tick_interval_s(TICK_S))
     try:
         status = daemon.run()
     except (OutboxUnavailable, MqttSetupError) as exc:
