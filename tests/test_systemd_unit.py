@@ -127,6 +127,42 @@ def test_serial_ports_stay_reachable(service: dict[str, list[str]]) -> None:
     assert service["SupplementaryGroups"] == ["dialout"]
 
 
+MODULES = REPO / "systemd" / "p1daemon-modules.conf"
+# The driver that registers each class the unit allows, or None where it is built into
+# the Raspberry Pi kernel (ttyAMA, the PL011 UART) and so always registered.
+CLASS_DRIVER = {"ttyUSB": "usbserial", "ttyACM": "cdc_acm", "ttyAMA": None}
+
+
+def modules_to_load() -> list[str]:
+    """modules-load.d(5): one module per line, '#' and ';' start comments."""
+    lines = [line.strip() for line in MODULES.read_text().splitlines()]
+    return [line for line in lines if line and not line.startswith(("#", ";"))]
+
+
+def test_every_allowed_serial_class_exists_before_the_service_starts(
+    service: dict[str, list[str]],
+) -> None:
+    """char-<class> is resolved when the service starts; its driver must be loaded by then."""
+    classes = [
+        value.split()[0].removeprefix("char-")
+        for value in service["DeviceAllow"]
+        if value.startswith("char-")
+    ]
+    assert set(classes) == set(CLASS_DRIVER)  # a new class needs a thought about its driver
+    wanted = [CLASS_DRIVER[c] for c in classes if CLASS_DRIVER[c] is not None]
+    assert sorted(modules_to_load()) == sorted(wanted)
+    for module in modules_to_load():
+        assert re.fullmatch(r"[a-z0-9_]+", module)  # a name modprobe knows, not a path
+
+
+def test_modules_load_before_the_service(service: dict[str, list[str]]) -> None:
+    """systemd-modules-load.service is part of sysinit.target; a service with default
+    dependencies starts after sysinit.target, so the drivers are there first."""
+    unit = parse_unit(UNIT.read_text())["Unit"]
+    assert unit.get("DefaultDependencies", ["yes"]) == ["yes"]
+    assert "sysinit.target" not in " ".join(unit.get("Before", []))
+
+
 def test_privileges_and_places(service: dict[str, list[str]]) -> None:
     assert service["DynamicUser"] == ["yes"]
     assert service["StateDirectory"] == ["p1daemon"]
