@@ -48,7 +48,7 @@ if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
 fi
 if [ ! -f "$src/pyproject.toml" ] || [ ! -f "$src/systemd/$unit" ] ||
     [ ! -f "$src/systemd/p1daemon-modules.conf" ]; then
-    die "$src is not a p1daemon checkout (no pyproject.toml or systemd/$unit)"
+    die "$src is not a p1daemon checkout (no pyproject.toml or files in systemd/)"
 fi
 command -v "$python" >/dev/null 2>&1 ||
     die "$python not found: sudo apt install python3 python3-venv"

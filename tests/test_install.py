@@ -26,11 +26,13 @@ EXAMPLE = REPO / "config" / "p1daemon.example.toml"
 
 RECORDER = """#!/bin/sh
 echo "$*" >> "{log}"
+echo "systemctl $*" >> "{log}.order"
 case " $* " in *" $SYSTEMCTL_FAIL "*) echo "systemctl: $SYSTEMCTL_FAIL failed" >&2; exit 1;; esac
 exit 0
 """
 MODPROBE = """#!/bin/sh
 echo "$*" >> "{log}"
+echo "modprobe $*" >> "{order}"
 [ -z "$MODPROBE_FAIL" ] || {{ echo "modprobe: FATAL: Module usbserial not found" >&2; exit 1; }}
 exit 0
 """
@@ -85,7 +87,9 @@ class Machine:
             recorder.chmod(0o755)
         modprobe = self.base / "modprobe"
         if not modprobe.exists():
-            modprobe.write_text(MODPROBE.format(log=self.base / "modprobe.log"))
+            modprobe.write_text(
+                MODPROBE.format(log=self.base / "modprobe.log", order=f"{self.log}.order")
+            )
             modprobe.chmod(0o755)
         env = {
             key: value
@@ -146,7 +150,11 @@ def test_serial_drivers_load_at_boot_and_now(installed: tuple[Machine, str]) -> 
     machine, output = installed
     assert machine.modules_conf.read_bytes() == MODULES_CONF.read_bytes()
     assert stat.S_IMODE(machine.modules_conf.stat().st_mode) == 0o644
-    assert machine.modprobe_calls() == ["-a usbserial cdc_acm"]  # before the restart
+    assert machine.modprobe_calls() == ["-a usbserial cdc_acm"]
+    order = (machine.base / "systemctl.log.order").read_text().splitlines()
+    assert order.index("modprobe -a usbserial cdc_acm") < order.index(
+        "systemctl restart p1daemon.service"
+    )  # so that this very start resolves the classes
     assert f"placed {machine.modules_conf}" in output
 
 
