@@ -18,7 +18,7 @@ from p1daemon.config.loader import load_config
 from p1daemon.config.model import Config
 from p1daemon.config.render import render_config
 from p1daemon.config.secrets import short_secret_warnings
-from p1daemon.daemon.app import Daemon
+from p1daemon.daemon.app import TICK_S, Daemon
 from p1daemon.daemon.probe import ProbeError, describe, probe
 from p1daemon.daemon.sink import ReadingSink
 from p1daemon.daemon.stdout_sink import JsonLinesSink
@@ -31,6 +31,7 @@ from p1daemon.publish.outbox import OutboxUnavailable
 from p1daemon.publish.sink import MqttSink
 from p1daemon.service.hooks import SystemdHooks
 from p1daemon.service.logsetup import setup_logging
+from p1daemon.service.summary import config_summary
 from p1daemon.source.factory import SourceOptions
 from p1daemon.source.line import DSMR2, LineSettings
 from p1daemon.source.spec import SourceSpecError, parse_source
@@ -180,7 +181,8 @@ def run(config_path: str, to_stdout: bool, log_level: str) -> None:
             config,
             health_source=lambda: daemon.meter_snapshots() if daemon is not None else {},
         )
-    daemon = Daemon(config, sink, SystemdHooks.from_environment(), reload=reload)
+    hooks = SystemdHooks.from_environment()
+    daemon = Daemon(config, sink, hooks, reload=reload, tick_s=hooks.tick_interval_s(TICK_S))
     try:
         status = daemon.run()
     except (OutboxUnavailable, MqttSetupError) as exc:
@@ -195,7 +197,9 @@ def run(config_path: str, to_stdout: bool, log_level: str) -> None:
 
 @main.command("check-config")
 @click.argument("path", metavar="PATH")
-def check_config(path: str) -> None:
+@click.option("--summary", is_flag=True, help="Print meters, broker and outbox, not every key.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing when the file is valid.")
+def check_config(path: str, summary: bool, quiet: bool) -> None:
     """Validate configuration file PATH and print the effective settings, secrets masked.
 
     Exit status 0 when the file is valid, 1 with one line per problem when it is not.
@@ -206,7 +210,10 @@ def check_config(path: str) -> None:
         _config_failed(exc)
     for line in short_secret_warnings(config):
         click.echo(f"{path}: warning: {line}", err=True)
-    click.echo(render_config(config, path), nl=False)
+    if not quiet:
+        click.echo(
+            config_summary(config, path) if summary else render_config(config, path), nl=False
+        )
 
 
 def _probe_line(baudrate: str) -> LineSettings | None:

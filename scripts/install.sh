@@ -15,6 +15,7 @@
 #   P1DAEMON_VENV_ARGS  extra arguments for `python -m venv`
 #   P1DAEMON_PIP_ARGS   extra arguments for `pip install`
 #   SYSTEMCTL           the systemctl command (default: systemctl)
+#   MODPROBE            the modprobe command (default: modprobe)
 set -euo pipefail
 
 say() { printf 'install.sh: %s\n' "$*"; }
@@ -31,6 +32,7 @@ extras=${P1DAEMON_EXTRAS:-}
 read -r -a venv_args <<<"${P1DAEMON_VENV_ARGS:-}"
 read -r -a pip_args <<<"${P1DAEMON_PIP_ARGS:-}"
 read -r -a systemctl <<<"${SYSTEMCTL:-systemctl}"
+read -r -a modprobe <<<"${MODPROBE:-modprobe}"
 
 venv=$root/opt/p1daemon/venv
 conf_dir=$root/etc/p1daemon
@@ -38,13 +40,15 @@ config=$conf_dir/p1daemon.toml
 env_file=$conf_dir/p1daemon.env
 unit_dir=$root/etc/systemd/system
 unit=p1daemon.service
+modules_conf=$root/etc/modules-load.d/p1daemon.conf
 example=$src/config/p1daemon.example.toml
 
 if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
     die "must run as root to install into /opt and /etc: sudo $0"
 fi
-if [ ! -f "$src/pyproject.toml" ] || [ ! -f "$src/systemd/$unit" ]; then
-    die "$src is not a p1daemon checkout (no pyproject.toml or systemd/$unit)"
+if [ ! -f "$src/pyproject.toml" ] || [ ! -f "$src/systemd/$unit" ] ||
+    [ ! -f "$src/systemd/p1daemon-modules.conf" ]; then
+    die "$src is not a p1daemon checkout (no pyproject.toml or files in systemd/)"
 fi
 command -v "$python" >/dev/null 2>&1 ||
     die "$python not found: sudo apt install python3 python3-venv"
@@ -112,9 +116,24 @@ mkdir -p "$unit_dir"
 install -m 0644 "$src/systemd/$unit" "$unit_dir/$unit"
 say "placed $unit_dir/$unit"
 
+# --- USB serial drivers: loaded at boot, before the service, and now --------------------
+# The unit allows serial ports by driver class, which systemd resolves only for drivers
+# loaded when the service starts; see systemd/p1daemon-modules.conf. Loading them now
+# makes the restart below resolve them; failing to is not fatal (a kernel without them
+# as modules, a container): the file still loads them at every boot.
+mkdir -p "$(dirname "$modules_conf")"
+install -m 0644 "$src/systemd/p1daemon-modules.conf" "$modules_conf"
+say "placed $modules_conf (USB serial drivers, loaded at boot)"
+mapfile -t modules < <(sed -e 's/[#;].*//' -e '/^[[:space:]]*$/d' "$modules_conf")
+if ! "${modprobe[@]}" -a "${modules[@]}"; then
+    say "(could not load ${modules[*]} now; they load at the next boot)"
+fi
+
 # --- check, then start -----------------------------------------------------------------
+# A summary, not every key: the problems (on stderr) or what will run is what matters
+# here; `p1daemon check-config PATH` without --summary shows every setting.
 say "checking $config"
-if ! "$venv/bin/p1daemon" check-config "$config"; then
+if ! "$venv/bin/p1daemon" check-config --summary "$config"; then
     die "the configuration has errors (above); fix $config, then run $0 again"
 fi
 "${systemctl[@]}" daemon-reload

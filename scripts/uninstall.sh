@@ -26,6 +26,7 @@ root=${root%/}
 read -r -a systemctl <<<"${SYSTEMCTL:-systemctl}"
 unit=p1daemon.service
 unit_file=$root/etc/systemd/system/$unit
+modules_conf=$root/etc/modules-load.d/p1daemon.conf
 
 if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
     die "must run as root: sudo $0${1:+ $1}"
@@ -35,6 +36,9 @@ fi
 "${systemctl[@]}" disable --now "$unit" || say "($unit was not enabled or not running)"
 rm -f "$unit_file"
 say "removed $unit_file"
+# The drivers stay loaded until the next boot: something else may be using them.
+rm -f "$modules_conf"
+say "removed $modules_conf"
 rm -rf "$root/opt/p1daemon"
 say "removed $root/opt/p1daemon"
 

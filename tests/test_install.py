@@ -26,9 +26,17 @@ EXAMPLE = REPO / "config" / "p1daemon.example.toml"
 
 RECORDER = """#!/bin/sh
 echo "$*" >> "{log}"
+echo "systemctl $*" >> "{log}.order"
 case " $* " in *" $SYSTEMCTL_FAIL "*) echo "systemctl: $SYSTEMCTL_FAIL failed" >&2; exit 1;; esac
 exit 0
 """
+MODPROBE = """#!/bin/sh
+echo "$*" >> "{log}"
+echo "modprobe $*" >> "{order}"
+[ -z "$MODPROBE_FAIL" ] || {{ echo "modprobe: FATAL: Module usbserial not found" >&2; exit 1; }}
+exit 0
+"""
+MODULES_CONF = REPO / "systemd" / "p1daemon-modules.conf"
 
 
 @dataclass
@@ -61,14 +69,28 @@ class Machine:
     def unit(self) -> Path:
         return self.root / "etc/systemd/system/p1daemon.service"
 
+    @property
+    def modules_conf(self) -> Path:
+        return self.root / "etc/modules-load.d/p1daemon.conf"
+
     def calls(self) -> list[str]:
         return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def modprobe_calls(self) -> list[str]:
+        log = self.base / "modprobe.log"
+        return log.read_text().splitlines() if log.exists() else []
 
     def run(self, script: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
         recorder = self.base / "systemctl"
         if not recorder.exists():
             recorder.write_text(RECORDER.format(log=self.log))
             recorder.chmod(0o755)
+        modprobe = self.base / "modprobe"
+        if not modprobe.exists():
+            modprobe.write_text(
+                MODPROBE.format(log=self.base / "modprobe.log", order=f"{self.log}.order")
+            )
+            modprobe.chmod(0o755)
         env = {
             key: value
             for key, value in os.environ.items()
@@ -79,6 +101,8 @@ class Machine:
             P1DAEMON_PYTHON=sys.executable,
             SYSTEMCTL=str(recorder),
             SYSTEMCTL_FAIL="",
+            MODPROBE=str(modprobe),
+            MODPROBE_FAIL="",
         )
         env.update(extra_env)
         return subprocess.run(
@@ -119,6 +143,42 @@ def test_first_install_places_everything(installed: tuple[Machine, str]) -> None
     assert "P1DAEMON_MQTT_PASSWORD" in machine.env_file.read_text()
     assert f"checking {machine.config}" in output
     assert machine.calls() == INSTALL_CALLS
+
+
+def test_serial_drivers_load_at_boot_and_now(installed: tuple[Machine, str]) -> None:
+    """So that DeviceAllow=char-ttyUSB/char-ttyACM always resolve (see the conf file)."""
+    machine, output = installed
+    assert machine.modules_conf.read_bytes() == MODULES_CONF.read_bytes()
+    assert stat.S_IMODE(machine.modules_conf.stat().st_mode) == 0o644
+    assert machine.modprobe_calls() == ["-a usbserial cdc_acm"]
+    order = (machine.base / "systemctl.log.order").read_text().splitlines()
+    assert order.index("modprobe -a usbserial cdc_acm") < order.index(
+        "systemctl restart p1daemon.service"
+    )  # so that this very start resolves the classes
+    assert f"placed {machine.modules_conf}" in output
+
+
+def test_drivers_that_cannot_load_now_do_not_stop_the_install(
+    installed: tuple[Machine, str],
+) -> None:
+    machine, _ = installed
+    before = machine.calls()
+    result = machine.run(INSTALL, MODPROBE_FAIL="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "they load at the next boot" in result.stdout
+    assert machine.calls() == before + INSTALL_CALLS
+
+
+def test_install_prints_a_summary_not_the_whole_configuration(
+    installed: tuple[Machine, str],
+) -> None:
+    machine, output = installed
+    assert f"{machine.config}: valid, 1 meter(s)" in output
+    assert "  meter house (primary): /dev/serial/by-id/" in output
+    assert "  broker: 127.0.0.1:1883" in output
+    assert "  outbox: /var/lib/p1daemon/outbox.db" in output
+    assert "[homeassistant]" not in output and "silence_timeout_s" not in output
+    assert len(output.splitlines()) <= 25, output
 
 
 def test_installed_package_is_this_checkout(installed: tuple[Machine, str]) -> None:
@@ -204,6 +264,7 @@ def test_uninstall_keeps_config_and_outbox(installed: tuple[Machine, str]) -> No
     assert result.returncode == 0, result.stderr
     assert not (machine.root / "opt/p1daemon").exists()
     assert not machine.unit.exists()
+    assert not machine.modules_conf.exists()
     assert machine.config.exists() and machine.env_file.exists()
     assert outbox.read_bytes() == b"unsent readings"
     assert machine.calls() == [

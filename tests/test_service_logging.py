@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import TextIO
 
 import pytest
+from test_daemon_support import CollectingSink, telegram
 
+from p1daemon.config import load_config
+from p1daemon.daemon.app import Daemon
 from p1daemon.service.logsetup import (
     MAX_LINE_CHARS,
     LineFormatter,
@@ -29,7 +32,7 @@ from p1daemon.service.logsetup import (
     setup_logging,
     syslog_priority,
 )
-from p1daemon.service.ratelimit import RateLimitFilter
+from p1daemon.service.ratelimit import ALWAYS_LOG, RateLimitFilter
 from p1daemon.service.redact import Redactor
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} ")
@@ -303,6 +306,53 @@ def test_rate_limiting_is_wired_into_setup(stderr_file: TextIO) -> None:
     for _ in range(100):
         logging.getLogger("p1daemon.source").error("meter house: cannot open /dev/ttyUSB0")
     assert len(lines_of(stderr_file)) == 1
+
+
+def test_always_log_records_are_never_held_back(stderr_file: TextIO) -> None:
+    """A reload's outcome is an answer the user is waiting for, however often they ask."""
+    clock = Clock()
+    log = limited_logger(stderr_file, clock)
+    for _ in range(3):
+        log.error("reload refused: bad file", extra=ALWAYS_LOG)
+        log.warning("meter house: CRC mismatch")
+        clock.now += 1
+    assert [line.split(": ", 1)[1] for line in lines_of(stderr_file)] == [
+        "reload refused: bad file",
+        "meter house: CRC mismatch",
+        "reload refused: bad file",
+        "reload refused: bad file",
+    ]
+
+
+RELOAD_GOOD = """
+[[meters]]
+name = "house"
+source = "replay:{capture}"
+"""
+
+
+def test_every_reload_outcome_reaches_the_journal(stderr_file: TextIO, tmp_path: Path) -> None:
+    """Two refused reloads in a row, then two good ones: each says how it ended."""
+    journal_setup(stderr_file)
+    capture = tmp_path / "house.txt"
+    capture.write_bytes(telegram(1))
+    path = tmp_path / "p1daemon.toml"
+    path.write_text(RELOAD_GOOD.format(capture=capture))
+    daemon = Daemon(load_config(path, {}), CollectingSink(), reload=lambda: load_config(path, {}))
+
+    path.write_text("[[meters]]\nname = 'House!'\n")
+    assert daemon.reload() is False
+    assert daemon.reload() is False
+    path.write_text(RELOAD_GOOD.format(capture=capture))
+    assert daemon.reload() is True
+    assert daemon.reload() is True
+
+    lines = lines_of(stderr_file)
+    assert (
+        lines.count("<3>daemon.app: reload refused: the previous configuration keeps running") == 2
+    )
+    assert sum("reload refused: " + str(path) in line for line in lines) >= 2
+    assert lines.count("<6>daemon.app: configuration reloaded: 1 meter(s)") == 2
 
 
 # --- redaction -------------------------------------------------------------------------

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 import logging
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -157,6 +159,32 @@ def test_watchdog_fed_at_half_the_timeout_only_while_healthy(systemd: FakeSystem
     clock.now = 1200.0
     hooks.tick(healthy=True, status="ok")  # recovered: fed at once, it is long overdue
     assert systemd.pending() == [["WATCHDOG=1"]]
+
+
+def test_main_loop_tick_follows_a_short_watchdog() -> None:
+    env = {"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "1000000"}
+    assert SystemdHooks.from_environment(env).tick_interval_s(1.0) == pytest.approx(1 / 3)
+    env["WATCHDOG_USEC"] = "30000000"  # the shipped WatchdogSec=30: once a second is plenty
+    assert SystemdHooks.from_environment(env).tick_interval_s(1.0) == 1.0
+    assert SystemdHooks.from_environment({}).tick_interval_s(1.0) == 1.0  # no watchdog
+
+
+@pytest.mark.parametrize("watchdog_usec", [1_000_000, 2_000_000, 3_000_000, 7_000_000])
+def test_pings_never_further_apart_than_half_the_watchdog(
+    systemd: FakeSystemd, watchdog_usec: int
+) -> None:
+    """Ticks as the daemon's loop makes them (tick_interval_s apart, a little late at times)."""
+    clock = Clock()
+    hooks = hooks_for(systemd, watchdog_usec, clock)
+    tick = hooks.tick_interval_s(1.0)
+    half = watchdog_usec / 2_000_000
+    pings = []
+    for n in range(200):
+        clock.now += tick + (0.002 if n % 3 else 0.0)
+        hooks.tick(healthy=True, status="ok")
+        pings += [clock.now for fields in systemd.pending() if "WATCHDOG=1" in fields]
+    gaps = [b - a for a, b in itertools.pairwise(pings)]
+    assert max(gaps) <= half + 0.002
 
 
 def test_no_watchdog_pings_without_watchdog_usec(systemd: FakeSystemd) -> None:
@@ -313,6 +341,8 @@ def test_read_environment_defaults_to_the_process_environment(
 
 # --- the daemon end to end ---------------------------------------------------------------
 
+SO_TIMESTAMPNS = 35  # Linux; the socket module does not name it
+
 DEMO = Path(__file__).resolve().parents[1] / "fixtures" / "demo"
 
 
@@ -359,6 +389,43 @@ def wait_until(condition: Callable[[], bool], what: str, deadline_s: float = 10.
 
 def lines_for(stdout: Path, meter: str) -> int:
     return stdout.read_text().count(f'"meter":"{meter}"')
+
+
+def test_daemon_feeds_a_one_second_watchdog_twice_a_second(
+    abstract_systemd: FakeSystemd, tmp_path: Path
+) -> None:
+    """WatchdogSec=1: systemd wants a ping every 0.5 s; a 1 s main loop tick was too slow."""
+    systemd = abstract_systemd
+    config = tmp_path / "p1daemon.toml"
+    demo_config(config, ["house"])
+    env = {k: v for k, v in os.environ.items() if k not in {"JOURNAL_STREAM", "WATCHDOG_PID"}}
+    env.update(NOTIFY_SOCKET=systemd.address, WATCHDOG_USEC="1000000")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "p1daemon", "run", "--config", str(config), "--stdout"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        wait_for(systemd, "READY=1")
+        # The kernel stamps each datagram as it is queued, so a test process that is
+        # scheduled late does not make the daemon's pings look late.
+        systemd.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        arrivals: list[float] = []
+        deadline = time.monotonic() + 10
+        while len(arrivals) < 8 and time.monotonic() < deadline:  # about 2.5 s of pings
+            systemd.sock.settimeout(2.0)
+            data, ancillary, _, _ = systemd.sock.recvmsg(4096, socket.CMSG_SPACE(16))
+            if "WATCHDOG=1" in data.decode().split("\n"):
+                [(_, _, stamp)] = ancillary
+                seconds, nanoseconds = struct.unpack("qq", stamp[:16])
+                arrivals.append(seconds + nanoseconds / 1e9)
+        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+        assert len(gaps) == 7
+        assert max(gaps) <= 0.5, gaps
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from p1daemon.daemon.reader import MeterReader, SourceFactory
 from p1daemon.daemon.sink import ReadingSink, Reconfigurable, ReportsStatus
 from p1daemon.daemon.stats import MeterStats
 from p1daemon.daemon.status import ReadingRate, status_line
+from p1daemon.service.ratelimit import ALWAYS_LOG
 from p1daemon.source.factory import source_for
 
 log = logging.getLogger(__name__)
@@ -176,20 +177,26 @@ class Daemon:
         self._hooks.reloading()
         try:
             if self._reload is None:
-                log.warning("reload requested, but there is no configuration file to re-read")
+                log.warning(
+                    "reload requested, but there is no configuration file to re-read",
+                    extra=ALWAYS_LOG,
+                )
                 return False
             try:
                 new = self._reload()
             except ConfigError as exc:
                 for line in exc.lines:
-                    log.error("reload refused: %s", line)
-                log.error("reload refused: the previous configuration keeps running")
+                    log.error("reload refused: %s", line, extra=ALWAYS_LOG)
+                log.error(
+                    "reload refused: the previous configuration keeps running", extra=ALWAYS_LOG
+                )
                 return False
             except Exception as exc:  # a bug while loading must not take the daemon down
                 log.error(
                     "reload refused: %s: %s; the previous configuration keeps running",
                     type(exc).__name__,
                     exc,
+                    extra=ALWAYS_LOG,
                 )
                 return False
             self.apply_config(new)
@@ -213,15 +220,17 @@ class Daemon:
             self._stop_readers(to_stop)
             for name in old_meters.keys() - new_meters.keys():
                 self._stats.pop(name, None)
-                log.info("meter %s: removed", name)
+                log.info("meter %s: removed", name, extra=ALWAYS_LOG)
             self._config = new
             for meter in new.meters:
                 if meter.name in self._readers:
                     continue
                 if meter.name in old_meters:
-                    log.info("meter %s: settings changed, reader restarted", meter.name)
+                    log.info(
+                        "meter %s: settings changed, reader restarted", meter.name, extra=ALWAYS_LOG
+                    )
                 else:
-                    log.info("meter %s: added", meter.name)
+                    log.info("meter %s: added", meter.name, extra=ALWAYS_LOG)
                 if self._started and not self._shut_down:
                     self._start_reader(meter)
         if _sink_settings(new) != _sink_settings(old):
@@ -230,9 +239,10 @@ class Daemon:
             else:
                 log.warning(
                     "changes to [mqtt], [buffer], [homeassistant], [site], the set of meters "
-                    "or their publishing/energy keys take effect after a restart"
+                    "or their publishing/energy keys take effect after a restart",
+                    extra=ALWAYS_LOG,
                 )
-        log.info("configuration reloaded: %d meter(s)", len(new.meters))
+        log.info("configuration reloaded: %d meter(s)", len(new.meters), extra=ALWAYS_LOG)
 
     # -- internals ---------------------------------------------------------------------
 

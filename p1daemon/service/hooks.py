@@ -2,7 +2,9 @@
 
 The watchdog is fed only from `tick()` and only while the main loop reports itself
 healthy, never from a timer of its own: a timer thread would keep a hung daemon alive,
-which is the one thing the watchdog exists to prevent.
+which is the one thing the watchdog exists to prevent. So the main loop must tick often
+enough: `tick_interval_s` says how often, and `tick()` pings when waiting for the next
+tick would leave more than half the watchdog timeout between two pings.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class SystemdHooks:
         self._status_interval = status_interval_s
         self._clock = clock
         self._last_ping: float | None = None
+        self._last_tick: float | None = None
         self._last_status: str | None = None
         self._last_status_at: float | None = None
         self._healthy = True
@@ -66,6 +69,16 @@ class SystemdHooks:
     def watchdog_interval_s(self) -> float | None:
         return self._watchdog_interval
 
+    def tick_interval_s(self, longest: float) -> float:
+        """How often the main loop must call `tick()`: `longest`, or a third of the timeout.
+
+        A third, so that every tick of a short watchdog (WatchdogSec=1: one every 0.33 s)
+        lands before the half-timeout and a late one still has room.
+        """
+        if self._watchdog_interval is None:
+            return longest
+        return min(longest, self._watchdog_interval * 2 / 3)
+
     def ready(self) -> None:
         self._send("READY=1")
 
@@ -73,12 +86,12 @@ class SystemdHooks:
         if self._notifier is None:
             return
         now = self._clock()
+        gap = 0.0 if self._last_tick is None else now - self._last_tick
+        self._last_tick = now
         fields: list[str] = []
         if self._watchdog_interval is not None:
             self._note_health(healthy)
-            if healthy and (
-                self._last_ping is None or now - self._last_ping >= self._watchdog_interval
-            ):
+            if healthy and self._ping_due(now, gap):
                 fields.append("WATCHDOG=1")
                 self._last_ping = now
         if status != self._last_status and (
@@ -100,6 +113,15 @@ class SystemdHooks:
 
     def stopping(self) -> None:
         self._send("STOPPING=1")
+
+    def _ping_due(self, now: float, gap: float) -> bool:
+        """Due at half the timeout, or earlier if the next tick, as far off as the last
+        one was, would come after it: with 1 s ticks and WatchdogSec=30 that is every 15 s,
+        with ticks of a third of the timeout every tick."""
+        if self._last_ping is None or self._watchdog_interval is None:
+            return True
+        elapsed = now - self._last_ping
+        return elapsed >= self._watchdog_interval or elapsed + gap > self._watchdog_interval
 
     def _note_health(self, healthy: bool) -> None:
         """Say once why the watchdog may soon restart the service, and once when it won't."""

@@ -5,6 +5,11 @@ then dropped for a window, and the next one after the window carries how many we
 dropped. Identical means the same rendered text and level: a template like "meter %s
 lost" must not let one meter's trouble hide another's. Code whose repeated message varies
 (a counter, a byte offset) can pass `extra={"rate_key": "..."}` to group the variants.
+
+Some records answer a question somebody is waiting on, above all the outcome of a
+`systemctl reload`: holding back the second identical "reload refused" would leave the
+user believing the reload went through. Those pass `extra=ALWAYS_LOG` and are never held
+back (nor counted against the message they resemble).
 """
 
 from __future__ import annotations
@@ -14,9 +19,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
 
 # Attribute set on a record that went through after suppressions; the formatter shows it.
 SUPPRESSED_ATTR = "p1_suppressed"
+
+# Record attribute (set through `extra=ALWAYS_LOG`) exempting a record from the limit.
+ALWAYS_ATTR = "p1_always"
+ALWAYS_LOG: Final = MappingProxyType({ALWAYS_ATTR: True})
 
 DEFAULT_WINDOW_S = 60.0
 # Distinct messages remembered at most; beyond it the stalest are forgotten, so a stream
@@ -33,7 +44,8 @@ class _Entry:
 class RateLimitFilter(logging.Filter):
     """A handler filter; thread-safe because readers log from their own threads.
 
-    DEBUG records pass untouched: whoever asked for debug output wants all of it.
+    DEBUG records pass untouched: whoever asked for debug output wants all of it; so do
+    records logged with `extra=ALWAYS_LOG`.
     """
 
     def __init__(
@@ -48,7 +60,7 @@ class RateLimitFilter(logging.Filter):
         self._entries: dict[tuple[str, int, str], _Entry] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno <= logging.DEBUG:
+        if record.levelno <= logging.DEBUG or getattr(record, ALWAYS_ATTR, False):
             return True
         custom = getattr(record, "rate_key", None)
         text = str(custom) if custom is not None else _render(record)
