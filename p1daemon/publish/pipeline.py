@@ -558,13 +558,16 @@ class Pipeline:
     def _sleep_for(self, now: float) -> float:
         waits = [1.0]
         with self.lock:
-            if self._over_budget() and self._outbox_failed_at is None:
+            # While the outbox cannot be written, `_persist` does nothing until the retry:
+            # its deadlines (long past by then) must not wake the worker, or it spins.
+            disk_ok = self._outbox_failed_at is None
+            if self._over_budget() and disk_ok:
                 waits.append(0.0)
-            if self._volatile:
+            if self._volatile and disk_ok:
                 oldest = next(iter(self._volatile.values()))
                 margin = min(0.1, self.commit_interval_s / 4)
                 waits.append(oldest.accepted_mono + self.commit_interval_s - margin - now)
-            if self._to_delete and self._delete_since is not None:
+            if self._to_delete and self._delete_since is not None and disk_ok:
                 waits.append(self._delete_since + self.commit_interval_s - now)
             work_waiting = bool(self._prefetch or self._unsent or self._disk_tail > self._cursor)
             can_send = (
