@@ -8,6 +8,7 @@ receive maximum, and what happens when the outbox file breaks mid-run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -320,3 +321,62 @@ def test_documents_keep_their_place_survive_a_restart_and_go_out_retained(
     assert pipeline.counters.published == 2 and pipeline.counters.documents_published == 2
     assert pipeline.counters.published_by_meter == {"house": 2}
     assert pipeline.depth == 0
+
+
+def test_a_full_outbox_counts_dropped_documents_apart_from_readings(tmp_path: Path) -> None:
+    """Issue 9 item 22: `dropped_full` counts readings only; documents have their own count."""
+    link, clock = ScriptedLink(), Clock()
+    pipeline, outbox = make(tmp_path, link, clock, max_bytes=40_000)
+    for n in range(600):  # the broker is away; a quarter document after every 3rd reading
+        pipeline.accept("house", doc(n))
+        if n % 3 == 2:
+            pipeline.accept_document("p1/house/quarter", json.dumps({"q": n, "pad": n}).encode())
+        if n % 100 == 99:
+            clock.now += 1.0
+            pipeline.step()
+    clock.now += 1.0
+    pipeline.step()
+    counters = pipeline.counters
+    assert counters.dropped_full > 0 and counters.documents_dropped_full > 0
+
+    connect(pipeline, link)
+    for _ in range(20):
+        pipeline.step()
+        link.ack_all()
+    pipeline.step()
+    assert pipeline.depth == 0
+    readings_sent = len(set(link.readings()))
+    documents_sent = len({p for _, t, p, _ in link.sent if t == "p1/house/quarter"})
+    assert counters.dropped_full == 600 - readings_sent
+    assert counters.documents_dropped_full == 200 - documents_sent
+
+
+def test_the_daemon_health_document_has_the_document_drop_count() -> None:
+    from p1daemon.publish import health
+
+    figures = health.DaemonFigures(
+        uptime_s=1.0,
+        broker_connected=True,
+        broker_connects=1,
+        broker_failed_attempts=0,
+        broker_rejected=0,
+        depth=0,
+        in_memory=0,
+        on_disk=0,
+        oldest_age_s=None,
+        dropped_full=5,
+        dropped_memory=0,
+        lost_corrupt=0,
+        moved_aside=0,
+        outbox_writable=True,
+        accepted=10,
+        published=5,
+        throttled=0,
+        meters=("house",),
+        documents_dropped_full=3,
+    )
+    report = health.daemon_report(figures)
+    assert report["outbox"]["dropped_full"] == 5
+    assert report["outbox"]["documents_dropped_full"] == 3
+    changed = health.daemon_report(dataclasses.replace(figures, documents_dropped_full=4))
+    assert health.daemon_signature(changed) != health.daemon_signature(report)

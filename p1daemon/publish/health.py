@@ -36,6 +36,9 @@ class DaemonFigures:
     published: int
     throttled: int
     meters: tuple[str, ...]
+    # Documents (quarter, day, alerts) dropped from a full outbox; `dropped_full` is
+    # readings only. Defaulted so that a caller that does not know documents still works.
+    documents_dropped_full: int = 0
 
 
 def _now() -> str:
@@ -62,6 +65,7 @@ def daemon_report(figures: DaemonFigures) -> dict[str, Any]:
             if figures.oldest_age_s is None
             else round(figures.oldest_age_s, 1),
             "dropped_full": figures.dropped_full,
+            "documents_dropped_full": figures.documents_dropped_full,
             "dropped_memory": figures.dropped_memory,
             "lost_corrupt": figures.lost_corrupt,
             "moved_aside": figures.moved_aside,
@@ -97,6 +101,7 @@ def daemon_signature(report: Mapping[str, Any]) -> tuple[Any, ...]:
         report["broker"]["connects"],
         report["broker"]["rejected_messages"],
         outbox["dropped_full"],
+        outbox["documents_dropped_full"],
         outbox["dropped_memory"],
         outbox["lost_corrupt"],
         outbox["moved_aside"],

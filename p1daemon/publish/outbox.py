@@ -204,6 +204,9 @@ class Outbox:
         self.rows = 0
         self.max_key = 0
         self.writes = 0  # write transactions committed (tests prove "no writes while acked")
+        # Of the rows the last `write` dropped to stay within max_bytes, how many were
+        # documents (their `meter` column holds a topic, see pipeline.is_document).
+        self.last_dropped_documents = 0
         self.moved_aside: list[Path] = []
 
     @property
@@ -375,6 +378,7 @@ class Outbox:
         (rows dropped, highest dropped key or 0).
         """
         deleted = list(delete)
+        self.last_dropped_documents = 0
         if not readings and not deleted:
             return 0, 0
         rows = [(r.key, r.meter, codec.encode(r.payload), r.accepted_at) for r in readings]
@@ -396,13 +400,14 @@ class Outbox:
                         "VALUES (?, ?, ?, ?)",
                         rows,
                     )
-                dropped, top_dropped = self._enforce_bound(db, keep_after)
+                dropped, top_dropped, documents = self._enforce_bound(db, keep_after)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
             self.writes += 1
+            self.last_dropped_documents = documents
             self.rows += len(rows) - removed - dropped
             if rows:
                 self.max_key = max(self.max_key, rows[-1][0])
@@ -410,22 +415,28 @@ class Outbox:
 
         return self._guarded(run)
 
-    def _enforce_bound(self, db: sqlite3.Connection, keep_after: int) -> tuple[int, int]:
+    def _enforce_bound(self, db: sqlite3.Connection, keep_after: int) -> tuple[int, int, int]:
+        """(rows dropped, highest key dropped, how many of the rows were documents)."""
         dropped = 0
         top_dropped = 0
+        documents = 0
         while True:
             used = self._used_bytes(db)
             if used <= self.max_bytes:
-                return dropped, top_dropped
+                return dropped, top_dropped, documents
             count = db.execute("SELECT count(*) FROM outbox WHERE id > ?", (keep_after,)).fetchone()
             if not count[0]:
-                return dropped, top_dropped
+                return dropped, top_dropped, documents
             total = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
             per_row = max(1, used // max(1, total))
             batch = max(1, min(count[0], (used - self.max_bytes) // per_row + 1))
             top = db.execute(
                 "SELECT max(id) FROM (SELECT id FROM outbox WHERE id > ? ORDER BY id LIMIT ?)",
                 (keep_after, batch),
+            ).fetchone()[0]
+            documents += db.execute(
+                "SELECT count(*) FROM outbox WHERE id > ? AND id <= ? AND instr(meter, '/') > 0",
+                (keep_after, top),
             ).fetchone()[0]
             removed = db.execute(
                 "DELETE FROM outbox WHERE id > ? AND id <= ?", (keep_after, top)

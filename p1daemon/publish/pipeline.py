@@ -102,7 +102,8 @@ class _Side:
 class Counters:
     accepted: int = 0
     published: int = 0
-    dropped_full: int = 0  # oldest dropped because the outbox reached max_mb
+    dropped_full: int = 0  # oldest readings dropped because the outbox reached max_mb
+    documents_dropped_full: int = 0  # ... and documents (quarter, day, alerts), apart
     dropped_memory: int = 0  # oldest dropped from RAM while the outbox could not be written
     lost_corrupt: int = 0  # rows in an outbox file that had to be moved aside
     published_by_meter: dict[str, int] = field(default_factory=dict)
@@ -361,18 +362,21 @@ class Pipeline:
                 evicted = self._unsent.popleft()
                 self._disk_tail = max(self._disk_tail, evicted.key)
             if dropped:
-                self.counters.dropped_full += dropped
+                documents = min(dropped, self.outbox.last_dropped_documents)
+                self.counters.dropped_full += dropped - documents
+                self.counters.documents_dropped_full += documents
                 while self._prefetch and self._prefetch[0].key <= top_dropped:
                     self._prefetch.popleft()
         if dropped and now - self._last_full_log >= _FULL_LOG_EVERY_S:
             self._last_full_log = now
             log.warning(
-                "outbox %s is full (max_mb %g): dropped the %d oldest unsent readings "
-                "(%d in total so far; logged at most once a minute)",
+                "outbox %s is full (max_mb %g): dropped the %d oldest unsent messages "
+                "(%d readings and %d documents in total so far; logged at most once a minute)",
                 self.outbox.path,
                 self.outbox.max_bytes / 1_000_000,
                 dropped,
                 self.counters.dropped_full,
+                self.counters.documents_dropped_full,
             )
 
     def _forget(self, pending: Pending) -> None:
