@@ -31,6 +31,7 @@ class ScriptedLink:
         self.receive_maximum: int | None = None
         self.acks: deque[int] = deque()
         self.sent: list[tuple[int, str, bytes, bool]] = []
+        self.drops: list[str] = []
         self._mid = 0
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
@@ -41,6 +42,9 @@ class ScriptedLink:
     def connect(self) -> None:
         self.generation += 1
         self.connected = True
+
+    def drop_connection(self, reason: str) -> None:
+        self.drops.append(reason)
 
     def ack_all(self, topic_part: str = "") -> None:
         for mid, topic, _, _ in self.sent:
@@ -326,7 +330,7 @@ def test_documents_keep_their_place_survive_a_restart_and_go_out_retained(
 def test_a_full_outbox_counts_dropped_documents_apart_from_readings(tmp_path: Path) -> None:
     """Issue 9 item 22: `dropped_full` counts readings only; documents have their own count."""
     link, clock = ScriptedLink(), Clock()
-    pipeline, outbox = make(tmp_path, link, clock, max_bytes=40_000)
+    pipeline, _ = make(tmp_path, link, clock, max_bytes=40_000)
     for n in range(600):  # the broker is away; a quarter document after every 3rd reading
         pipeline.accept("house", doc(n))
         if n % 3 == 2:

@@ -28,10 +28,11 @@ Whose file it is
 Only a file recognisably written by p1daemon is ever opened, let alone moved aside
 (`outbox_path_problem`): one whose SQLite header carries p1daemon's application id
 (set whenever p1daemon opens its outbox), or, for outboxes of earlier versions, which
-have none, whose schema is exactly the outbox's (found on the first page of the file, or through SQLite). A missing
-or empty file is started fresh. Anything else - a folder, the configuration file, another
-program's database - is refused with one line (`OutboxForeign`), and `check-config` says
-the same: p1daemon never renames or rewrites what it did not write.
+have none, whose schema is exactly the outbox's (found on the first page of the file, or
+through SQLite). A missing or empty file is started fresh. Anything else - a folder,
+the configuration file, another program's database - is refused with one line
+(`OutboxForeign`), and `check-config` says the same: p1daemon never renames or rewrites
+what it did not write.
 
 A p1daemon outbox that SQLite cannot read (malformed pages, a damaged schema) is renamed
 to `<path>.corrupt-<time>` with one log line and a fresh outbox is started: a damaged
@@ -127,7 +128,7 @@ def outbox_path_problem(path: Path) -> str | None:
 
 
 def _classify(path: Path) -> str:
-    """"absent", "empty", "ours", or the one-line reason the file is not ours."""
+    """ "absent", "empty", "ours", or the one-line reason the file is not ours."""
     try:
         info = path.stat()
     except (FileNotFoundError, NotADirectoryError):

@@ -18,6 +18,11 @@ connection dropped, right after the new CONNACK. Sending anything newer before t
 are acknowledged could overtake them, so new readings wait (`_gate`) until every
 message from an older connection has been acknowledged.
 
+A broker that keeps the connection but stops acknowledging would hold everything in
+flight for ever: after `ack_timeout_s` without a single PUBACK while messages are in
+flight, the pipeline logs it and asks the link to drop the connection; paho reconnects
+and re-sends them (`_check_acks`).
+
 `retained latest` is fed only by live readings (`accept`), never by the backlog, and at
 most one is in flight per meter; so it can never be overwritten by an older reading.
 
@@ -59,6 +64,7 @@ _ROOM_WAIT_S = 1.0
 _SLACK_S = 0.001  # a deadline this close counts as reached: no spinning on float crumbs
 _FULL_LOG_EVERY_S = 60.0
 _RETRY_OUTBOX_S = 5.0
+_STALL_LOG_EVERY_S = 600.0
 
 
 class Link(Protocol):
@@ -72,6 +78,8 @@ class Link(Protocol):
     def acks(self) -> deque[int]: ...
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None: ...
+
+    def drop_connection(self, reason: str) -> None: ...
 
 
 def is_document(channel: str) -> bool:
@@ -110,6 +118,7 @@ class Counters:
     accepted_by_meter: dict[str, int] = field(default_factory=dict)
     documents_accepted: int = 0
     documents_published: int = 0
+    ack_timeouts: int = 0  # connections dropped because the broker stopped acknowledging
 
 
 class Pipeline:
@@ -125,6 +134,7 @@ class Pipeline:
         window: int = 100,
         memory_cap: int = 10_000,
         memory_budget_bytes: int = 2_000_000,
+        ack_timeout_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -137,6 +147,7 @@ class Pipeline:
         self.window = window
         self.memory_cap = memory_cap
         self.memory_budget_bytes = memory_budget_bytes
+        self.ack_timeout_s = ack_timeout_s  # 0: never give up on a silent broker
         self._clock = clock
         self._wall = wall
         self.lock = threading.Lock()
@@ -168,6 +179,11 @@ class Pipeline:
         self._outbox_failed_at: float | None = None
         self._last_full_log = float("-inf")
         self._last_memory_log = float("-inf")
+        # Last sign of life for what is in flight: an ack, a new connection, or the first
+        # message into an empty window. Worker thread only.
+        self._ack_progress_at = clock()
+        self._stalls = 0  # ack timeouts since the last acknowledgement
+        self._last_stall_log = float("-inf")
         self.new_connection = False  # set when a new connection was seen; the sink clears it
 
     # -- any thread ------------------------------------------------------------------------
@@ -259,6 +275,7 @@ class Pipeline:
         """One round of work; returns how long the worker may sleep if nothing wakes it."""
         now = self._clock()
         self.take_acks()
+        self._check_acks(now)
         self._persist(now, force=False)
         self._load()
         self._pump(now)
@@ -267,6 +284,15 @@ class Pipeline:
     def take_acks(self) -> None:
         acks = self.link.acks
         now = self._clock()
+        if acks:
+            self._ack_progress_at = now
+            if self._stalls:
+                log.warning(
+                    "MQTT broker %s acknowledges again (after %d reconnect(s) for want of it)",
+                    getattr(self.link, "where", "?"),
+                    self._stalls,
+                )
+                self._stalls = 0
         with self.lock:
             while acks:
                 mid = acks.popleft()
@@ -291,6 +317,38 @@ class Pipeline:
                     self._latest_busy.discard(item.meter)
                 else:
                     self._side_busy.discard(item.topic)
+
+    def _check_acks(self, now: float) -> None:
+        """No PUBACK for `ack_timeout_s` while messages are in flight: say so, reconnect."""
+        if self.ack_timeout_s <= 0:
+            return
+        with self.lock:
+            if not self._inflight or not self.link.connected:
+                return
+            waited = now - self._ack_progress_at
+            if waited < self.ack_timeout_s - _SLACK_S:
+                return
+            count = len(self._inflight)
+            self._ack_progress_at = now  # at most one drop per timeout while paho reconnects
+            self.counters.ack_timeouts += 1
+        self._stalls += 1
+        if self._stalls == 1 or now - self._last_stall_log >= _STALL_LOG_EVERY_S:
+            self._last_stall_log = now
+            log.warning(
+                "MQTT broker %s has acknowledged none of the %d messages in flight for %.0f s "
+                "(ack_timeout_s); reconnecting so that they are sent again%s",
+                getattr(self.link, "where", "?"),
+                count,
+                waited,
+                "" if self._stalls == 1 else f" ({self._stalls} times in a row)",
+            )
+        self.link.drop_connection(f"no acknowledgement from the broker for {waited:.0f} s")
+
+    def _track(self, mid: int, item: Pending | _Side) -> None:
+        """Record a message handed to paho (caller holds the lock)."""
+        if not self._inflight:
+            self._ack_progress_at = self._clock()  # the wait for an ack starts now
+        self._inflight[mid] = item
 
     def side_in_flight(self, topic: str) -> bool:
         with self.lock:
@@ -485,6 +543,7 @@ class Pipeline:
                 # Everything still in flight belongs to an older connection: paho is
                 # re-sending it now, and nothing newer may overtake it.
                 self._seen_gen = gen
+                self._ack_progress_at = now  # paho re-sends what is in flight: a fresh wait
                 self._gate = set(self._inflight)
                 self.new_connection = True
                 self._side_pending[self.topics.status] = b"online"
@@ -517,7 +576,7 @@ class Pipeline:
                     break
                 source.popleft()
                 pending.gen = gen
-                self._inflight[mid] = pending
+                self._track(mid, pending)
                 self._sent_high = max(self._sent_high, pending.key)
                 self._cursor = max(self._cursor, pending.key)
                 self._tokens -= 1.0
@@ -541,7 +600,7 @@ class Pipeline:
                 return
             del self._side_pending[topic]
             self._side_busy.add(topic)
-            self._inflight[mid] = _Side(topic)
+            self._track(mid, _Side(topic))
         for meter in list(self._newest):
             if meter in self._latest_busy or len(self._inflight) >= cap:
                 continue
@@ -552,7 +611,7 @@ class Pipeline:
                 return
             del self._newest[meter]
             self._latest_busy.add(meter)
-            self._inflight[mid] = _Side(self.topics.latest(meter), meter)
+            self._track(mid, _Side(self.topics.latest(meter), meter))
 
     def _refill(self, now: float) -> None:
         earned = (now - self._tokens_at) * self.rate_per_s + 1e-9  # no 9.999... tokens
@@ -587,6 +646,8 @@ class Pipeline:
                 waits.append(want / self.rate_per_s)
             if self._outbox_failed_at is not None:
                 waits.append(self._outbox_failed_at + _RETRY_OUTBOX_S - now)
+            if self.ack_timeout_s > 0 and self._inflight and self.link.connected:
+                waits.append(self._ack_progress_at + self.ack_timeout_s - now)
         return max(0.0, min(waits))
 
     # -- stop ------------------------------------------------------------------------------
@@ -618,5 +679,5 @@ class Pipeline:
             if mid is None:
                 return False
             self._side_busy.add(topic)
-            self._inflight[mid] = _Side(topic)
+            self._track(mid, _Side(topic))
             return True

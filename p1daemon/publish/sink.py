@@ -192,6 +192,7 @@ class MqttSink:
             qos=self.mqtt.qos,
             commit_interval_s=self.buffer.commit_interval_s,
             rate_per_s=self.buffer.drain_rate_per_s,
+            ack_timeout_s=self.mqtt.ack_timeout_s,
         )
         if self.outbox.rows:
             log.info("outbox %s holds %d queued readings", self.outbox.path, self.outbox.rows)
