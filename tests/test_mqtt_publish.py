@@ -256,6 +256,10 @@ def test_stop_persists_the_unacknowledged_and_the_next_run_delivers_them(
     assert_complete_and_in_order(subscriber, "p1/house/reading", [stamp(r) for r in readings[:150]])
     second.stop(timeout=5)
     assert db_rows(tmp_path / "outbox.db") == 0
+    # stop() returns at the broker's PUBACK; its delivery to the subscriber is a moment later.
+    subscriber.wait_for(
+        lambda _: subscriber.on("p1/status")[-1].payload == b"offline", 3, "the offline status"
+    )
     assert subscriber.on("p1/status")[-1].payload == b"offline"
 
 
