@@ -124,15 +124,23 @@ def outbox_path_problem(path: Path) -> str | None:
     be recognisably p1daemon's (see the module docstring).
     """
     verdict = _classify(path)
-    return None if verdict in ("absent", "empty", "ours") else verdict
+    return None if verdict in _USABLE else verdict
+
+
+# "unknown": we may not look (another user's folder, e.g. `check-config` run without
+# sudo); not a reason to refuse here - opening it reports its own error - and never a
+# licence to move anything.
+_USABLE = ("absent", "empty", "ours", "unknown")
 
 
 def _classify(path: Path) -> str:
-    """ "absent", "empty", "ours", or the one-line reason the file is not ours."""
+    """One of `_USABLE`, or the one-line reason the file is not ours to use."""
     try:
         info = path.stat()
     except (FileNotFoundError, NotADirectoryError):
         return "absent"  # opening says why, if the folder cannot be made either
+    except PermissionError:
+        return "unknown"
     except OSError as exc:
         return f"cannot open outbox {path}: {exc.strerror or exc}"
     if stat.S_ISDIR(info.st_mode):
@@ -144,6 +152,8 @@ def _classify(path: Path) -> str:
     try:
         with path.open("rb") as handle:
             head = handle.read(65536)
+    except PermissionError:
+        return "unknown"
     except OSError as exc:
         return f"cannot open outbox {path}: {exc.strerror or exc}"
     if not head.startswith(_SQLITE_MAGIC) or len(head) < 100:
@@ -223,7 +233,7 @@ class Outbox:
         and OutboxUnavailable when it cannot be used now."""
         problem = outbox_path_problem(self.path)
         if problem is not None:
-            raise OutboxForeign(problem)
+            raise OutboxForeign(f"[buffer] path: {problem}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -249,9 +259,9 @@ class Outbox:
         self._close_quietly()
         verdict = _classify(self.path)
         if verdict not in ("ours", "absent", "empty"):
-            # Replaced behind our back by something else: never ours to move.
+            # Not recognisably ours (or not readable to tell): never ours to move.
             self._release_lock()
-            raise OutboxForeign(verdict)
+            raise OutboxForeign(f"[buffer] path: {verdict}")
         try:
             self._move_aside(reason)
             self._open_checked()
