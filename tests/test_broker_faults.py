@@ -81,7 +81,8 @@ def test_a_broker_that_never_acknowledges_is_reported_and_reconnected(
             lambda: warnings_with(caplog, "has acknowledged none"), 4, "the stall to be reported"
         )
         took = time.monotonic() - stalled_at
-        assert 0.9 <= took < 3.0, f"reported after {took:.1f} s, ack_timeout_s is 1"
+        # Not before the timeout (a health message sent just before may start it early).
+        assert 0.5 <= took < 3.0, f"reported after {took:.1f} s, ack_timeout_s is 1"
         line = warnings_with(caplog, "has acknowledged none")[0]
         assert "reconnecting so that they are sent again" in line
         assert pipeline.depth > 0 and pipeline.counters.ack_timeouts >= 1
@@ -120,7 +121,8 @@ def test_a_broker_restart_costs_about_a_second_not_several(
     back = time.monotonic()
     wait_until(lambda: link.connected, 10, "the reconnection")
     delay = time.monotonic() - back
-    assert delay < 1.5, f"reconnected {delay:.2f} s after the broker was back"
+    # About a second at most (paho's own backoff: 3-4 s here); generous for a busy machine.
+    assert delay < 2.5, f"reconnected {delay:.2f} s after the broker was back"
     assert failures_while_down <= 10  # about one attempt a second: not hammering it
     lost = warnings_with(caplog, "lost the connection")
     assert lost and "the broker closed the connection" in lost[0], lost
