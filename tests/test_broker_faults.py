@@ -86,6 +86,7 @@ def test_a_broker_that_never_acknowledges_is_reported_and_reconnected(
         line = warnings_with(caplog, "has acknowledged none")[0]
         assert "reconnecting so that they are sent again" in line
         assert pipeline.depth > 0 and pipeline.counters.ack_timeouts >= 1
+        assert sink.daemon_health()["broker"]["ack_timeouts"] >= 1
 
         proxy.swallow_pubacks = False  # the next connection is a healthy one
         wait_until(lambda: link.connects >= 2, 5, "the reconnection")

@@ -39,6 +39,8 @@ class DaemonFigures:
     # Documents (quarter, day, alerts) dropped from a full outbox; `dropped_full` is
     # readings only. Defaulted so that a caller that does not know documents still works.
     documents_dropped_full: int = 0
+    # Connections dropped because the broker acknowledged nothing for ack_timeout_s.
+    broker_ack_timeouts: int = 0
 
 
 def _now() -> str:
@@ -56,6 +58,7 @@ def daemon_report(figures: DaemonFigures) -> dict[str, Any]:
             "reconnects": max(0, figures.broker_connects - 1),
             "failed_attempts": figures.broker_failed_attempts,
             "rejected_messages": figures.broker_rejected,
+            "ack_timeouts": figures.broker_ack_timeouts,
         },
         "outbox": {
             "depth": figures.depth,
@@ -100,6 +103,7 @@ def daemon_signature(report: Mapping[str, Any]) -> tuple[Any, ...]:
     return (
         report["broker"]["connects"],
         report["broker"]["rejected_messages"],
+        report["broker"]["ack_timeouts"],
         outbox["dropped_full"],
         outbox["documents_dropped_full"],
         outbox["dropped_memory"],

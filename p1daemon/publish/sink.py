@@ -333,6 +333,7 @@ class MqttSink:
             oldest_age_s=self._oldest_age_s,
             dropped_full=counters.dropped_full,
             documents_dropped_full=counters.documents_dropped_full,
+            broker_ack_timeouts=counters.ack_timeouts,
             dropped_memory=counters.dropped_memory,
             lost_corrupt=counters.lost_corrupt,
             moved_aside=len(self.outbox.moved_aside),
