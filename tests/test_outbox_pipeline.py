@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from p1daemon.publish.outbox import Outbox, StoredReading
+from p1daemon.publish.outbox import Outbox, OutboxUnavailable, StoredReading
 from p1daemon.publish.pipeline import Pipeline
 from p1daemon.publish.topics import Topics
 
@@ -384,3 +384,36 @@ def test_the_daemon_health_document_has_the_document_drop_count() -> None:
     assert report["outbox"]["documents_dropped_full"] == 3
     changed = health.daemon_report(dataclasses.replace(figures, documents_dropped_full=4))
     assert health.daemon_signature(changed) != health.daemon_signature(report)
+
+
+def test_an_unreadable_outbox_with_the_broker_there_is_retried_not_spun_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backlog is on disk, the broker is there, and reading the disk fails (I/O
+    error): the worker must wait for the retry, not go round at once re-reading."""
+    link, clock = ScriptedLink(), Clock()
+    pipeline, outbox = make(tmp_path, link, clock, commit_interval_s=0.5)
+    calls = 0
+
+    def failing(key: int, limit: int) -> list[StoredReading]:
+        nonlocal calls
+        calls += 1
+        raise OutboxUnavailable(f"outbox {outbox.path}: disk I/O error")
+
+    real = outbox.load_after
+    monkeypatch.setattr(outbox, "load_after", failing)
+    for n in range(20):
+        pipeline.accept("house", doc(n))
+    clock.now += 1.0
+    pipeline.step()  # no broker: written, dropped from RAM, and reading back fails
+    assert outbox.rows == 20 and pipeline.in_memory == 0 and calls == 1
+    connect(pipeline, link)
+    link.ack_all()
+    sleeps = [pipeline.step() for _ in range(5)]
+    assert calls == 1, "re-read the failing outbox on every round"
+    assert min(sleeps) >= 0.99, f"the worker would spin: sleeps {sleeps}"
+    monkeypatch.setattr(outbox, "load_after", real)
+    clock.now += 5.0
+    pipeline.step()
+    pipeline.step()
+    assert link.readings() == list(range(20))

@@ -177,6 +177,7 @@ class Pipeline:
         self._tokens = self._burst
         self._tokens_at = clock()
         self._outbox_failed_at: float | None = None
+        self._load_failed_at: float | None = None  # reading back failed (see _load_resting)
         self._last_full_log = float("-inf")
         self._last_memory_log = float("-inf")
         # Last sign of life for what is in flight: an ack, a new connection, or the first
@@ -503,14 +504,30 @@ class Pipeline:
 
     # -- reading back ----------------------------------------------------------------------
 
+    def _load_resting(self, now: float) -> bool:
+        """Reading back failed recently: not again until the retry is due. (Apart from
+        writing: a full disk stops writes, but the backlog can still be read and sent.)"""
+        failed = self._load_failed_at
+        return failed is not None and now - failed < _RETRY_OUTBOX_S
+
+    def _load_failed(self, now: float, reason: str) -> None:
+        self._load_failed_at = now
+        self._outbox_failed(now, reason)
+
     def _load(self) -> None:
+        if self._load_resting(self._clock()):
+            return
         with self.lock:
             if self._disk_tail <= self._cursor or len(self._prefetch) >= _PREFETCH_LOW:
                 return
             after = self._cursor
             tail = self._disk_tail
         if not self.outbox.is_open:
-            return
+            try:  # closed after a failure: the backlog on disk needs it back
+                self.outbox.open()
+            except OutboxUnavailable as exc:
+                self._load_failed(self._clock(), str(exc))
+                return
         rows_before = self.outbox.rows
         try:
             rows = self.outbox.load_after(after, _PREFETCH_PAGE)
@@ -518,8 +535,9 @@ class Pipeline:
             self._after_reset(rows_before)
             return
         except OutboxUnavailable as exc:
-            self._outbox_failed(self._clock(), str(exc))
+            self._load_failed(self._clock(), str(exc))
             return
+        self._load_failed_at = None
         with self.lock:
             for row in rows:
                 if row.key > self._cursor:
@@ -632,7 +650,13 @@ class Pipeline:
                 waits.append(oldest.accepted_mono + self.commit_interval_s - margin - now)
             if self._to_delete and self._delete_since is not None and disk_ok:
                 waits.append(self._delete_since + self.commit_interval_s - now)
-            work_waiting = bool(self._prefetch or self._unsent or self._disk_tail > self._cursor)
+            if self._prefetch:
+                work_waiting = True
+            elif self._disk_tail > self._cursor:
+                # Older readings must be read back first: only possible if the disk lets us.
+                work_waiting = not self._load_resting(now)
+            else:
+                work_waiting = bool(self._unsent)
             can_send = (
                 work_waiting
                 and self.link.connected
