@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 import click
@@ -27,7 +28,7 @@ from p1daemon.frame.events import Dropped
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.publish.client import MqttSetupError
-from p1daemon.publish.outbox import OutboxUnavailable
+from p1daemon.publish.outbox import OutboxUnavailable, outbox_path_problem
 from p1daemon.publish.sink import MqttSink
 from p1daemon.service.hooks import SystemdHooks
 from p1daemon.service.logsetup import setup_logging
@@ -208,6 +209,10 @@ def check_config(path: str, summary: bool, quiet: bool) -> None:
         config = load_config(path)
     except ConfigError as exc:
         _config_failed(exc)
+    problem = outbox_path_problem(Path(config.buffer.path))
+    if problem is not None:
+        click.echo(f"{path}: buffer.path: {problem}", err=True)
+        sys.exit(1)
     for line in short_secret_warnings(config):
         click.echo(f"{path}: warning: {line}", err=True)
     if not quiet:

@@ -25,6 +25,7 @@ from publisher_child import readings_of
 
 from p1daemon import __version__
 from p1daemon.daemon.stats import MeterStats
+from p1daemon.publish.outbox import Outbox
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.sink import MqttSink, SinkClosed
 from p1daemon.reading.meter import MeterReading
@@ -255,6 +256,10 @@ def test_stop_persists_the_unacknowledged_and_the_next_run_delivers_them(
     assert_complete_and_in_order(subscriber, "p1/house/reading", [stamp(r) for r in readings[:150]])
     second.stop(timeout=5)
     assert db_rows(tmp_path / "outbox.db") == 0
+    # stop() returns at the broker's PUBACK; its delivery to the subscriber is a moment later.
+    subscriber.wait_for(
+        lambda _: subscriber.on("p1/status")[-1].payload == b"offline", 3, "the offline status"
+    )
     assert subscriber.on("p1/status")[-1].payload == b"offline"
 
 
@@ -455,7 +460,12 @@ def test_corrupt_outbox_is_moved_aside_and_publishing_goes_on(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="p1daemon.publish")
     path = tmp_path / "outbox.db"
-    path.write_bytes(os.urandom(64 * 1024))
+    # A p1daemon outbox (its header says so) with garbage after: the only kind ever moved.
+    scratch = Outbox(tmp_path / "scratch" / "outbox.db", max_bytes=1_000_000)
+    scratch.open()
+    scratch.close()
+    header = scratch.path.read_bytes()[:100]
+    path.write_bytes(header + os.urandom(64 * 1024))
     sink = make_sink(broker.port)
     sink.start()
     moved = [r.getMessage() for r in caplog.records if "moved it to" in r.getMessage()]

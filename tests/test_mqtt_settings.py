@@ -93,3 +93,27 @@ def test_password_is_masked_and_resolved_from_a_file(tmp_path: Path) -> None:
     secret.write_text("from-file\n")
     assert MqttSettings(username="p1", password_file=secret).resolved_password() == "from-file"
     assert MqttSettings().resolved_password() is None
+
+
+@pytest.mark.parametrize("prefix", ["$SYS/p1", "$p1", "$share/x"])
+def test_a_prefix_starting_with_dollar_is_refused_in_one_line(prefix: str) -> None:
+    # Brokers keep '$' topics for themselves: nothing published there reaches a subscriber.
+    line = reason(MqttSettings, topic_prefix=prefix)
+    assert line.startswith("topic_prefix: Value error, must not start with '$'")
+    assert "\n" not in line
+
+
+def test_the_config_file_names_the_dollar_prefix_in_one_line(tmp_path: Path) -> None:
+    from p1daemon.config.errors import ConfigError
+    from p1daemon.config.loader import load_config
+
+    (tmp_path / "house.txt").write_bytes(b"")
+    config = tmp_path / "p1daemon.toml"
+    config.write_text(
+        '[mqtt]\ntopic_prefix = "$SYS/p1"\n\n[[meters]]\nname = "house"\n'
+        'source = "replay:house.txt"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert len(caught.value.lines) == 1
+    assert "mqtt.topic_prefix: must not start with '$'" in caught.value.lines[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from p1daemon.publish import codec
-from p1daemon.publish.outbox import Outbox, OutboxUnavailable, StoredReading
+from p1daemon.publish.outbox import Outbox, OutboxForeign, OutboxUnavailable, StoredReading
 
 
 def _payload(i: int) -> bytes:
@@ -81,20 +81,39 @@ def test_full_outbox_drops_the_oldest_unsent_rows_and_stays_bounded(tmp_path: Pa
     assert used <= 40_000 + 3 * 4096  # bounded (a few pages of slack for the free list)
 
 
+def _outbox_header(tmp_path: Path) -> bytes:
+    """The first 100 bytes of a real outbox: what makes a file recognisably p1daemon's."""
+    scratch = tmp_path / "scratch" / "outbox.db"
+    outbox = _open(scratch)
+    outbox.close()
+    return scratch.read_bytes()[:100]
+
+
 def test_garbage_file_is_moved_aside_and_a_fresh_outbox_started(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Only a file p1daemon wrote may be moved aside (issue 9): an outbox header, garbage after.
     path = tmp_path / "outbox.db"
-    path.write_bytes(b"this is not a database, just a damaged file " * 200)
+    header = _outbox_header(tmp_path)
+    path.write_bytes(header + b"this is not a database, just a damaged file " * 200)
     caplog.set_level(logging.ERROR, logger="p1daemon.publish")
     outbox = _open(path)
     assert outbox.rows == 0 and len(outbox.moved_aside) == 1
     aside = outbox.moved_aside[0]
-    assert aside.read_bytes().startswith(b"this is not a database")
+    assert aside.read_bytes()[100:].startswith(b"this is not a database")
     lines = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
     assert len(lines) == 1 and str(aside) in lines[0] and "started a fresh one" in lines[0]
     outbox.write(_rows(1, 3), [], keep_after=0)
     assert [r.key for r in outbox.load_after(0, 10)] == [1, 2, 3]
+
+
+def test_a_garbage_file_p1daemon_did_not_write_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    path.write_bytes(b"this is not a database, just a damaged file " * 200)
+    with pytest.raises(OutboxForeign, match="not a p1daemon outbox"):
+        _open(path)
+    assert path.read_bytes().startswith(b"this is not a database")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outbox.db"]
 
 
 def test_damaged_pages_inside_a_real_outbox_are_detected_at_open(tmp_path: Path) -> None:
@@ -123,9 +142,10 @@ def test_a_foreign_table_is_not_mistaken_for_an_outbox(tmp_path: Path) -> None:
     db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY, topic TEXT, body BLOB)")
     db.commit()
     db.close()
-    outbox = _open(path)
-    assert len(outbox.moved_aside) == 1
-    assert outbox.rows == 0
+    # Not an outbox, and not p1daemon's to move either (issue 9): refused, left as it is.
+    with pytest.raises(OutboxForeign, match="did not write"):
+        _open(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outbox.db"]
 
 
 def test_a_row_that_cannot_be_decoded_is_dropped_with_a_log_line(
@@ -163,15 +183,15 @@ def test_synchronous_setting_reaches_sqlite(tmp_path: Path) -> None:
         outbox.close()
 
 
-def test_a_path_sqlite_cannot_open_is_moved_aside_too(tmp_path: Path) -> None:
+def test_a_folder_at_the_path_is_refused_and_not_moved(tmp_path: Path) -> None:
+    # Until issue 9 a folder was renamed aside as "corrupt": the user's folder, moved.
     path = tmp_path / "outbox.db"
-    path.mkdir()  # "unable to open database file": there, but not something SQLite can use
+    path.mkdir()
     (path / "stray").write_text("kept")
-    outbox = _open(path)
-    assert outbox.rows == 0 and len(outbox.moved_aside) == 1
-    assert (outbox.moved_aside[0] / "stray").read_text() == "kept"
-    outbox.write(_rows(1, 2), [], keep_after=0)
-    assert outbox.rows == 2
+    with pytest.raises(OutboxForeign, match="is a folder"):
+        _open(path)
+    assert (path / "stray").read_text() == "kept"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outbox.db"]
 
 
 def test_only_one_process_may_use_an_outbox(tmp_path: Path) -> None:

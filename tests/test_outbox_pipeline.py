@@ -8,6 +8,7 @@ receive maximum, and what happens when the outbox file breaks mid-run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from p1daemon.publish.outbox import Outbox, StoredReading
+from p1daemon.publish.outbox import Outbox, OutboxUnavailable, StoredReading
 from p1daemon.publish.pipeline import Pipeline
 from p1daemon.publish.topics import Topics
 
@@ -30,6 +31,7 @@ class ScriptedLink:
         self.receive_maximum: int | None = None
         self.acks: deque[int] = deque()
         self.sent: list[tuple[int, str, bytes, bool]] = []
+        self.drops: list[str] = []
         self._mid = 0
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
@@ -40,6 +42,9 @@ class ScriptedLink:
     def connect(self) -> None:
         self.generation += 1
         self.connected = True
+
+    def drop_connection(self, reason: str) -> None:
+        self.drops.append(reason)
 
     def ack_all(self, topic_part: str = "") -> None:
         for mid, topic, _, _ in self.sent:
@@ -320,3 +325,95 @@ def test_documents_keep_their_place_survive_a_restart_and_go_out_retained(
     assert pipeline.counters.published == 2 and pipeline.counters.documents_published == 2
     assert pipeline.counters.published_by_meter == {"house": 2}
     assert pipeline.depth == 0
+
+
+def test_a_full_outbox_counts_dropped_documents_apart_from_readings(tmp_path: Path) -> None:
+    """Issue 9 item 22: `dropped_full` counts readings only; documents have their own count."""
+    link, clock = ScriptedLink(), Clock()
+    pipeline, _ = make(tmp_path, link, clock, max_bytes=40_000)
+    for n in range(600):  # the broker is away; a quarter document after every 3rd reading
+        pipeline.accept("house", doc(n))
+        if n % 3 == 2:
+            pipeline.accept_document("p1/house/quarter", json.dumps({"q": n, "pad": n}).encode())
+        if n % 100 == 99:
+            clock.now += 1.0
+            pipeline.step()
+    clock.now += 1.0
+    pipeline.step()
+    counters = pipeline.counters
+    assert counters.dropped_full > 0 and counters.documents_dropped_full > 0
+
+    connect(pipeline, link)
+    for _ in range(20):
+        pipeline.step()
+        link.ack_all()
+    pipeline.step()
+    assert pipeline.depth == 0
+    readings_sent = len(set(link.readings()))
+    documents_sent = len({p for _, t, p, _ in link.sent if t == "p1/house/quarter"})
+    assert counters.dropped_full == 600 - readings_sent
+    assert counters.documents_dropped_full == 200 - documents_sent
+
+
+def test_the_daemon_health_document_has_the_document_drop_count() -> None:
+    from p1daemon.publish import health
+
+    figures = health.DaemonFigures(
+        uptime_s=1.0,
+        broker_connected=True,
+        broker_connects=1,
+        broker_failed_attempts=0,
+        broker_rejected=0,
+        depth=0,
+        in_memory=0,
+        on_disk=0,
+        oldest_age_s=None,
+        dropped_full=5,
+        dropped_memory=0,
+        lost_corrupt=0,
+        moved_aside=0,
+        outbox_writable=True,
+        accepted=10,
+        published=5,
+        throttled=0,
+        meters=("house",),
+        documents_dropped_full=3,
+    )
+    report = health.daemon_report(figures)
+    assert report["outbox"]["dropped_full"] == 5
+    assert report["outbox"]["documents_dropped_full"] == 3
+    changed = health.daemon_report(dataclasses.replace(figures, documents_dropped_full=4))
+    assert health.daemon_signature(changed) != health.daemon_signature(report)
+
+
+def test_an_unreadable_outbox_with_the_broker_there_is_retried_not_spun_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backlog is on disk, the broker is there, and reading the disk fails (I/O
+    error): the worker must wait for the retry, not go round at once re-reading."""
+    link, clock = ScriptedLink(), Clock()
+    pipeline, outbox = make(tmp_path, link, clock, commit_interval_s=0.5)
+    calls = 0
+
+    def failing(key: int, limit: int) -> list[StoredReading]:
+        nonlocal calls
+        calls += 1
+        raise OutboxUnavailable(f"outbox {outbox.path}: disk I/O error")
+
+    real = outbox.load_after
+    monkeypatch.setattr(outbox, "load_after", failing)
+    for n in range(20):
+        pipeline.accept("house", doc(n))
+    clock.now += 1.0
+    pipeline.step()  # no broker: written, dropped from RAM, and reading back fails
+    assert outbox.rows == 20 and pipeline.in_memory == 0 and calls == 1
+    connect(pipeline, link)
+    link.ack_all()
+    sleeps = [pipeline.step() for _ in range(5)]
+    assert calls == 1, "re-read the failing outbox on every round"
+    assert min(sleeps) >= 0.99, f"the worker would spin: sleeps {sleeps}"
+    monkeypatch.setattr(outbox, "load_after", real)
+    clock.now += 5.0
+    pipeline.step()
+    pipeline.step()
+    assert link.readings() == list(range(20))

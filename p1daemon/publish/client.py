@@ -1,7 +1,15 @@
 """The connection to the broker: paho-mqtt 2.x set up once, watched, and never waited on.
 
-paho runs its own network thread (`loop_start`) and reconnects forever with capped
-exponential backoff; start-up only schedules the first attempt (`connect_async`).
+paho runs its own network thread (`loop_start`) and reconnects forever; start-up only
+schedules the first attempt (`connect_async`). The delay before each attempt is ours
+(`ReconnectDelays`, handed to paho just before it waits): a quick first retry, then a few
+retries within the first seconds so that a broker restart costs well under a second, then
+exponential backoff with jitter up to `reconnect_max_delay_s` for a broker that stays away.
+
+A broker that keeps the connection and answers pings but never acknowledges what we
+publish would stall delivery for ever; the pipeline notices (`ack_timeout_s`) and calls
+`drop_connection`, which makes paho see the connection end and reconnect, re-sending
+what was in flight.
 
 Besides publishing, the link can subscribe to a few topics (`subscriptions`, renewed on
 every connection, e.g. Home Assistant's `homeassistant/status`): what arrives there is
@@ -18,6 +26,8 @@ publisher's worker, which does the bookkeeping.
 from __future__ import annotations
 
 import logging
+import random
+import socket
 import ssl
 import sys
 import threading
@@ -35,6 +45,19 @@ log = logging.getLogger("p1daemon.publish")
 _paho_log = logging.getLogger("p1daemon.publish.paho")
 
 
+# The socket error paho logged last in this thread (its network thread): paho reports a
+# reset connection and a broker closing it alike as "connection lost", and only its log
+# line tells them apart. `BrokerLink._on_disconnect` runs in the same thread right after.
+_socket_errors = threading.local()
+_SOCKET_ERROR_PREFIXES = ("failed to receive on socket: ", "timeout on socket: ")
+
+
+def _take_socket_error() -> str | None:
+    error: str | None = getattr(_socket_errors, "last", None)
+    _socket_errors.last = None
+    return error
+
+
 class _NoRepeats(logging.Filter):
     """paho logs the same error on every retry while the broker is away or refusing us
     ("Client is not connected", "failed to receive on socket: ..."); one line per streak of
@@ -46,6 +69,9 @@ class _NoRepeats(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
+        for prefix in _SOCKET_ERROR_PREFIXES:
+            if text.startswith(prefix):
+                _socket_errors.last = text.removeprefix(prefix)
         if text.startswith("Client is not connected"):
             return False
         if text == self._last:
@@ -60,6 +86,59 @@ _paho_log.setLevel(logging.WARNING)  # its DEBUG is one line per packet
 
 class MqttSetupError(Exception):
     """The settings cannot work at all (unreadable CA or password file): one clear line."""
+
+
+class ReconnectDelays:
+    """How long to wait before each connection attempt of one outage.
+
+    0.1 s first (a dropped connection to a broker that is there is back at once), then
+    0.25 and 0.5 s, then about once a second for some ten seconds (a broker restart is
+    over within those: it costs well under a second after the broker listens again),
+    then doubling up to `cap` for a broker that stays away. Every delay is jittered by
+    +-20 % (never beyond `cap`) so that many clients of one broker do not come back in
+    lockstep.
+    """
+
+    _STEADY = (0.25, 0.5) + (1.0,) * 8
+
+    def __init__(self, cap: float, rng: random.Random | None = None) -> None:
+        self.cap = max(0.1, cap)
+        self._rng = rng or random.Random()
+        self._attempt = 0
+
+    def reset(self) -> None:
+        """Connected: the next outage starts with the quick retry again."""
+        self._attempt = 0
+
+    def next(self) -> float:
+        attempt = self._attempt
+        self._attempt += 1
+        if attempt == 0:
+            return self._rng.uniform(0.05, 0.15)
+        if attempt <= len(self._STEADY):
+            base = self._STEADY[attempt - 1]
+        else:
+            base = 2.0 ** min(attempt - len(self._STEADY), 16)
+        return min(self.cap, base * self._rng.uniform(0.8, 1.2))
+
+
+def disconnect_reason(
+    flags: Any, reason_code: Any, socket_error: str | None, keepalive: int
+) -> str:
+    """What ended an accepted connection, in words (paho 2.x says "Unspecified error" for
+    a broker closing the socket and for a network failure alike)."""
+    name = str(reason_code)
+    if getattr(flags, "is_disconnect_packet_from_server", False):
+        return f"the broker closed the connection ({name})"
+    if name == "Keep alive timeout":
+        return f"keepalive timeout: the broker did not answer for {keepalive} s"
+    if socket_error:
+        return f"network error: {socket_error}"
+    if name == "Unspecified error":
+        return "the broker closed the connection"
+    if name == "Protocol error":
+        return "protocol error: the broker sent something paho could not read"
+    return name
 
 
 # Messages from subscriptions waiting for the worker; more means nobody is taking them
@@ -95,6 +174,9 @@ class BrokerLink:
         self._logged_problem: str | None = None
         self._stopping = False
         self._refused = False  # the broker answered this attempt with a refusing CONNACK
+        self._dropped_because: str | None = None  # set by drop_connection
+        self.dropped = 0  # connections dropped by us because the broker stopped acknowledging
+        self.delays = ReconnectDelays(settings.reconnect_max_delay_s)
         self._client = self._build(topics)
 
     @property
@@ -120,6 +202,7 @@ class BrokerLink:
         if s.tls:
             self._set_tls(client)
         client.will_set(topics.status, "offline", qos=1, retain=True)
+        # Only a fallback: our callbacks set the delay before each of paho's waits.
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(s.reconnect_max_delay_s)))
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
@@ -171,6 +254,30 @@ class BrokerLink:
             log.warning("MQTT network thread did not stop within %.1f s; leaving it", timeout)
         self.connected = False
 
+    def drop_connection(self, reason: str) -> None:
+        """End the current connection so that paho reconnects and re-sends what is in flight.
+
+        Called from the publisher's worker thread. Shutting the socket down (not closing
+        it: paho's thread still owns the descriptor) makes paho's next read see the end
+        of the connection and go through its usual reconnect, with our delays."""
+        sock = self._client.socket()
+        if not isinstance(sock, socket.socket) or not self.connected:
+            return  # not connected (an SSLSocket is a socket.socket too)
+        self._dropped_because = reason
+        self.dropped += 1
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError as exc:  # already gone: paho is noticing by itself
+            log.debug("shutting the MQTT socket down: %s", exc)
+
+    def _next_delay(self) -> None:
+        """Set the wait before paho's next attempt. paho calls on_connect_fail or
+        on_disconnect before every wait; a min and max delay both set to one value, with
+        paho's backoff state reset by the call, make that wait exactly our value."""
+        delay = self.delays.next()
+        # paho annotates whole seconds but computes with any number.
+        self._client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]
+
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
         """The message id if paho took the message (sent, or kept for after a reconnect)."""
         try:
@@ -202,6 +309,8 @@ class BrokerLink:
         self.generation += 1
         self.connected = True
         self.problem = None
+        self.delays.reset()
+        _take_socket_error()  # whatever failed before this connection is history
         if self._logged_problem is not None or self.connects == 1:
             log.info("connected to MQTT broker %s", self.where)
         self._logged_problem = None
@@ -212,6 +321,7 @@ class BrokerLink:
         # made the attempt fail (refused, TLS verification, DNS) is still the current one.
         exc = sys.exception()
         self.attempt_failures += 1
+        self._next_delay()
         self._report(f"cannot connect: {exc}" if exc else "cannot connect")
 
     def _on_disconnect(
@@ -220,10 +330,16 @@ class BrokerLink:
         was_connected = self.connected
         self.connected = False
         refused, self._refused = self._refused, False
+        dropped, self._dropped_because = self._dropped_because, None
+        socket_error = _take_socket_error()
+        self._next_delay()
         if self._stopping:
             pass
+        elif was_connected and dropped is not None:
+            self._report(f"reconnecting: {dropped}")
         elif was_connected:
-            self._report(f"lost the connection: {reason_code}")
+            why = disconnect_reason(flags, reason_code, socket_error, self.settings.keepalive)
+            self._report(f"lost the connection: {why}")
         elif not refused:
             # TCP was accepted but the MQTT handshake never completed (e.g. plain MQTT
             # to a TLS port): count it as a failed attempt so it is visible too.

@@ -36,6 +36,11 @@ class DaemonFigures:
     published: int
     throttled: int
     meters: tuple[str, ...]
+    # Documents (quarter, day, alerts) dropped from a full outbox; `dropped_full` is
+    # readings only. Defaulted so that a caller that does not know documents still works.
+    documents_dropped_full: int = 0
+    # Connections dropped because the broker acknowledged nothing for ack_timeout_s.
+    broker_ack_timeouts: int = 0
 
 
 def _now() -> str:
@@ -53,6 +58,7 @@ def daemon_report(figures: DaemonFigures) -> dict[str, Any]:
             "reconnects": max(0, figures.broker_connects - 1),
             "failed_attempts": figures.broker_failed_attempts,
             "rejected_messages": figures.broker_rejected,
+            "ack_timeouts": figures.broker_ack_timeouts,
         },
         "outbox": {
             "depth": figures.depth,
@@ -62,6 +68,7 @@ def daemon_report(figures: DaemonFigures) -> dict[str, Any]:
             if figures.oldest_age_s is None
             else round(figures.oldest_age_s, 1),
             "dropped_full": figures.dropped_full,
+            "documents_dropped_full": figures.documents_dropped_full,
             "dropped_memory": figures.dropped_memory,
             "lost_corrupt": figures.lost_corrupt,
             "moved_aside": figures.moved_aside,
@@ -96,7 +103,9 @@ def daemon_signature(report: Mapping[str, Any]) -> tuple[Any, ...]:
     return (
         report["broker"]["connects"],
         report["broker"]["rejected_messages"],
+        report["broker"]["ack_timeouts"],
         outbox["dropped_full"],
+        outbox["documents_dropped_full"],
         outbox["dropped_memory"],
         outbox["lost_corrupt"],
         outbox["moved_aside"],

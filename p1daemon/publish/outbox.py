@@ -23,10 +23,21 @@ The durability trade-off
 - Bounded: the file holds at most `buffer.max_mb` of rows; when it is full the oldest
   rows that were never sent are dropped and counted.
 
-A file that SQLite cannot read (not a database, malformed pages, a foreign schema) is
-renamed to `<path>.corrupt-<time>` with one log line and a fresh outbox is started:
-a damaged file must never put the daemon in a crash loop. The rows in it are lost to
-publishing but kept on disk for whoever wants to look.
+Whose file it is
+----------------
+Only a file recognisably written by p1daemon is ever opened, let alone moved aside
+(`outbox_path_problem`): one whose SQLite header carries p1daemon's application id
+(set whenever p1daemon opens its outbox), or, for outboxes of earlier versions, which
+have none, whose schema is exactly the outbox's (found on the first page of the file, or
+through SQLite). A missing or empty file is started fresh. Anything else - a folder,
+the configuration file, another program's database - is refused with one line
+(`OutboxForeign`), and `check-config` says the same: p1daemon never renames or rewrites
+what it did not write.
+
+A p1daemon outbox that SQLite cannot read (malformed pages, a damaged schema) is renamed
+to `<path>.corrupt-<time>` with one log line and a fresh outbox is started: a damaged
+file must never put the daemon in a crash loop. The rows in it are lost to publishing but
+kept on disk for whoever wants to look.
 
 Only one thread may use an `Outbox` at a time (the publisher's worker thread).
 """
@@ -37,6 +48,7 @@ import fcntl
 import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -58,6 +70,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 _EXPECTED_COLUMNS = ["id", "meter", "payload", "accepted_at"]
 _SCHEMA_VERSION = "1"
+# In the SQLite header of every outbox p1daemon creates ("P1OB"): how a file says "mine".
+APPLICATION_ID = 0x50314F42
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+# How SQLite stores the outbox table's definition (`_SCHEMA` without "IF NOT EXISTS"):
+# outboxes made before the application id are recognised by it.
+_TABLE_MARK = (
+    b"CREATE TABLE outbox (\n    id INTEGER PRIMARY KEY,\n    meter TEXT NOT NULL,\n"
+    b"    payload BLOB NOT NULL,\n    accepted_at REAL NOT NULL\n)"
+)
+_REFUSE_HINT = "p1daemon only ever replaces its own outbox: choose another [buffer] path"
 
 # SQLite result codes (the low byte of the extended code) that mean "this file is not an
 # outbox we can read" rather than "the disk is busy, full or gone for now".
@@ -90,6 +112,91 @@ class OutboxUnavailable(Exception):
     """The outbox cannot be written right now (disk full, read-only, I/O error, missing)."""
 
 
+class OutboxForeign(OutboxUnavailable):
+    """`[buffer] path` names something that is not a p1daemon outbox: left as it is."""
+
+
+def outbox_path_problem(path: Path) -> str | None:
+    """Why `path` cannot be used as the outbox, in one line; None when it can.
+
+    Read-only: it never creates, locks or changes anything, so `check-config` can ask.
+    A missing or empty file is fine (a fresh outbox starts there); an existing file must
+    be recognisably p1daemon's (see the module docstring).
+    """
+    verdict = _classify(path)
+    return None if verdict in _USABLE else verdict
+
+
+# "unknown": we may not look (another user's folder, e.g. `check-config` run without
+# sudo); not a reason to refuse here - opening it reports its own error - and never a
+# licence to move anything.
+_USABLE = ("absent", "empty", "ours", "unknown")
+
+
+def _classify(path: Path) -> str:
+    """One of `_USABLE`, or the one-line reason the file is not ours to use."""
+    try:
+        info = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return "absent"  # opening says why, if the folder cannot be made either
+    except PermissionError:
+        return "unknown"
+    except OSError as exc:
+        return f"cannot open outbox {path}: {exc.strerror or exc}"
+    if stat.S_ISDIR(info.st_mode):
+        return f"{path} is a folder, not an outbox file (name a file in it, e.g. {path}/outbox.db)"
+    if not stat.S_ISREG(info.st_mode):
+        return f"{path} is not a regular file; {_REFUSE_HINT}"
+    if info.st_size == 0:
+        return "empty"
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(65536)
+    except PermissionError:
+        return "unknown"
+    except OSError as exc:
+        return f"cannot open outbox {path}: {exc.strerror or exc}"
+    if not head.startswith(_SQLITE_MAGIC) or len(head) < 100:
+        return f"{path} is not a p1daemon outbox (not an SQLite database); {_REFUSE_HINT}"
+    application_id = int.from_bytes(head[68:72], "big")
+    if application_id == APPLICATION_ID:
+        return "ours"
+    if application_id != 0:
+        return (
+            f"{path} is another program's SQLite database (application id "
+            f"{application_id:#010x}); {_REFUSE_HINT}"
+        )
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if _TABLE_MARK in head[: max(512, page_size)]:
+        return "ours"  # made before the application id, schema on the first page
+    return _classify_by_schema(path)
+
+
+def _classify_by_schema(path: Path) -> str:
+    """An SQLite file without our id or table on page 1: ask SQLite what it holds (the
+    write-ahead log may have the schema). Ours if it holds our tables or none at all."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return f"{path} cannot be read ({exc}) and is not recognisably a p1daemon outbox"
+    try:
+        rows = db.execute("SELECT type, name FROM sqlite_master").fetchall()
+        tables = sorted(str(name) for kind, name in rows if kind == "table")
+        columns = [row[1] for row in db.execute("PRAGMA table_info(outbox)")]
+    except sqlite3.Error as exc:
+        return f"{path} cannot be read ({exc}) and is not recognisably a p1daemon outbox"
+    finally:
+        db.close()
+    if not rows or (tables == ["meta", "outbox"] and columns == _EXPECTED_COLUMNS):
+        return "ours"
+    shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+    return (
+        f"{path} is an SQLite database p1daemon did not write (tables: {shown or 'none'}); "
+        f"{_REFUSE_HINT}"
+    )
+
+
 def _is_corruption(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
@@ -108,6 +215,9 @@ class Outbox:
         self.rows = 0
         self.max_key = 0
         self.writes = 0  # write transactions committed (tests prove "no writes while acked")
+        # Of the rows the last `write` dropped to stay within max_bytes, how many were
+        # documents (their `meter` column holds a topic, see pipeline.is_document).
+        self.last_dropped_documents = 0
         self.moved_aside: list[Path] = []
 
     @property
@@ -117,7 +227,13 @@ class Outbox:
     # -- opening -------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Open or create the file; moves an unreadable one aside. Raises OutboxUnavailable."""
+        """Open or create the file; moves an unreadable outbox of ours aside.
+
+        Raises OutboxForeign when the path is not ours to use (see `outbox_path_problem`)
+        and OutboxUnavailable when it cannot be used now."""
+        problem = outbox_path_problem(self.path)
+        if problem is not None:
+            raise OutboxForeign(f"[buffer] path: {problem}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -125,18 +241,27 @@ class Outbox:
         self._take_lock()
         try:
             self._open_checked()
-        except _Unreadable as problem:
-            self._replace(str(problem))
+        except _Unreadable as problem_:
+            self._replace(str(problem_))
         except (sqlite3.Error, OSError) as exc:
             self._close_quietly()
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            if not self.path.exists() or code in (_SQLITE_BUSY, _SQLITE_LOCKED):
-                self._release_lock()
-                raise OutboxUnavailable(f"cannot open outbox {self.path}: {exc}") from exc
-            self._replace(str(exc))  # there, but SQLite cannot open it: unreadable
+            if isinstance(exc, sqlite3.Error) and _is_corruption(exc):
+                self._replace(str(exc))  # ours (checked above), but SQLite cannot read it
+                return
+            self._release_lock()
+            raise OutboxUnavailable(f"cannot open outbox {self.path}: {exc}") from exc
+        except OutboxUnavailable:
+            self._close_quietly()
+            self._release_lock()
+            raise
 
     def _replace(self, reason: str) -> None:
         self._close_quietly()
+        verdict = _classify(self.path)
+        if verdict not in ("ours", "absent", "empty"):
+            # Not recognisably ours (or not readable to tell): never ours to move.
+            self._release_lock()
+            raise OutboxForeign(f"[buffer] path: {verdict}")
         try:
             self._move_aside(reason)
             self._open_checked()
@@ -171,9 +296,12 @@ class Outbox:
             self._lock_fd = None
 
     def _open_checked(self) -> None:
+        fresh = _classify(self.path) in ("absent", "empty")
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db = db
         try:
+            if fresh:  # before the switch to WAL: the header (our mark) is on disk at once
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             db.execute("PRAGMA journal_size_limit=4194304")
@@ -189,7 +317,12 @@ class Outbox:
             if version is None:
                 db.execute("INSERT INTO meta(key, value) VALUES('schema', ?)", (_SCHEMA_VERSION,))
             elif version[0] != _SCHEMA_VERSION:
-                raise _Unreadable(f"outbox schema version {version[0]}, expected {_SCHEMA_VERSION}")
+                raise OutboxUnavailable(
+                    f"outbox {self.path} has schema version {version[0]} (a newer p1daemon?); "
+                    f"this one reads version {_SCHEMA_VERSION}"
+                )
+            if db.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")  # an earlier version's
             count, top = db.execute("SELECT count(*), coalesce(max(id), 0) FROM outbox").fetchone()
         except sqlite3.Error as exc:
             if _is_corruption(exc):
@@ -256,6 +389,7 @@ class Outbox:
         (rows dropped, highest dropped key or 0).
         """
         deleted = list(delete)
+        self.last_dropped_documents = 0
         if not readings and not deleted:
             return 0, 0
         rows = [(r.key, r.meter, codec.encode(r.payload), r.accepted_at) for r in readings]
@@ -277,13 +411,14 @@ class Outbox:
                         "VALUES (?, ?, ?, ?)",
                         rows,
                     )
-                dropped, top_dropped = self._enforce_bound(db, keep_after)
+                dropped, top_dropped, documents = self._enforce_bound(db, keep_after)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
             self.writes += 1
+            self.last_dropped_documents = documents
             self.rows += len(rows) - removed - dropped
             if rows:
                 self.max_key = max(self.max_key, rows[-1][0])
@@ -291,22 +426,28 @@ class Outbox:
 
         return self._guarded(run)
 
-    def _enforce_bound(self, db: sqlite3.Connection, keep_after: int) -> tuple[int, int]:
+    def _enforce_bound(self, db: sqlite3.Connection, keep_after: int) -> tuple[int, int, int]:
+        """(rows dropped, highest key dropped, how many of the rows were documents)."""
         dropped = 0
         top_dropped = 0
+        documents = 0
         while True:
             used = self._used_bytes(db)
             if used <= self.max_bytes:
-                return dropped, top_dropped
+                return dropped, top_dropped, documents
             count = db.execute("SELECT count(*) FROM outbox WHERE id > ?", (keep_after,)).fetchone()
             if not count[0]:
-                return dropped, top_dropped
+                return dropped, top_dropped, documents
             total = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
             per_row = max(1, used // max(1, total))
             batch = max(1, min(count[0], (used - self.max_bytes) // per_row + 1))
             top = db.execute(
                 "SELECT max(id) FROM (SELECT id FROM outbox WHERE id > ? ORDER BY id LIMIT ?)",
                 (keep_after, batch),
+            ).fetchone()[0]
+            documents += db.execute(
+                "SELECT count(*) FROM outbox WHERE id > ? AND id <= ? AND instr(meter, '/') > 0",
+                (keep_after, top),
             ).fetchone()[0]
             removed = db.execute(
                 "DELETE FROM outbox WHERE id > ? AND id <= ?", (keep_after, top)

@@ -18,6 +18,11 @@ connection dropped, right after the new CONNACK. Sending anything newer before t
 are acknowledged could overtake them, so new readings wait (`_gate`) until every
 message from an older connection has been acknowledged.
 
+A broker that keeps the connection but stops acknowledging would hold everything in
+flight for ever: after `ack_timeout_s` without a single PUBACK while messages are in
+flight, the pipeline logs it and asks the link to drop the connection; paho reconnects
+and re-sends them (`_check_acks`).
+
 `retained latest` is fed only by live readings (`accept`), never by the backlog, and at
 most one is in flight per meter; so it can never be overwritten by an older reading.
 
@@ -59,6 +64,7 @@ _ROOM_WAIT_S = 1.0
 _SLACK_S = 0.001  # a deadline this close counts as reached: no spinning on float crumbs
 _FULL_LOG_EVERY_S = 60.0
 _RETRY_OUTBOX_S = 5.0
+_STALL_LOG_EVERY_S = 600.0
 
 
 class Link(Protocol):
@@ -72,6 +78,8 @@ class Link(Protocol):
     def acks(self) -> deque[int]: ...
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None: ...
+
+    def drop_connection(self, reason: str) -> None: ...
 
 
 def is_document(channel: str) -> bool:
@@ -102,13 +110,15 @@ class _Side:
 class Counters:
     accepted: int = 0
     published: int = 0
-    dropped_full: int = 0  # oldest dropped because the outbox reached max_mb
+    dropped_full: int = 0  # oldest readings dropped because the outbox reached max_mb
+    documents_dropped_full: int = 0  # ... and documents (quarter, day, alerts), apart
     dropped_memory: int = 0  # oldest dropped from RAM while the outbox could not be written
     lost_corrupt: int = 0  # rows in an outbox file that had to be moved aside
     published_by_meter: dict[str, int] = field(default_factory=dict)
     accepted_by_meter: dict[str, int] = field(default_factory=dict)
     documents_accepted: int = 0
     documents_published: int = 0
+    ack_timeouts: int = 0  # connections dropped because the broker stopped acknowledging
 
 
 class Pipeline:
@@ -124,6 +134,7 @@ class Pipeline:
         window: int = 100,
         memory_cap: int = 10_000,
         memory_budget_bytes: int = 2_000_000,
+        ack_timeout_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -136,6 +147,7 @@ class Pipeline:
         self.window = window
         self.memory_cap = memory_cap
         self.memory_budget_bytes = memory_budget_bytes
+        self.ack_timeout_s = ack_timeout_s  # 0: never give up on a silent broker
         self._clock = clock
         self._wall = wall
         self.lock = threading.Lock()
@@ -165,8 +177,14 @@ class Pipeline:
         self._tokens = self._burst
         self._tokens_at = clock()
         self._outbox_failed_at: float | None = None
+        self._load_failed_at: float | None = None  # reading back failed (see _load_resting)
         self._last_full_log = float("-inf")
         self._last_memory_log = float("-inf")
+        # Last sign of life for what is in flight: an ack, a new connection, or the first
+        # message into an empty window. Worker thread only.
+        self._ack_progress_at = clock()
+        self._stalls = 0  # ack timeouts since the last acknowledgement
+        self._last_stall_log = float("-inf")
         self.new_connection = False  # set when a new connection was seen; the sink clears it
 
     # -- any thread ------------------------------------------------------------------------
@@ -258,6 +276,7 @@ class Pipeline:
         """One round of work; returns how long the worker may sleep if nothing wakes it."""
         now = self._clock()
         self.take_acks()
+        self._check_acks(now)
         self._persist(now, force=False)
         self._load()
         self._pump(now)
@@ -266,6 +285,15 @@ class Pipeline:
     def take_acks(self) -> None:
         acks = self.link.acks
         now = self._clock()
+        if acks:
+            self._ack_progress_at = now
+            if self._stalls:
+                log.warning(
+                    "MQTT broker %s acknowledges again (after %d reconnect(s) for want of it)",
+                    getattr(self.link, "where", "?"),
+                    self._stalls,
+                )
+                self._stalls = 0
         with self.lock:
             while acks:
                 mid = acks.popleft()
@@ -290,6 +318,38 @@ class Pipeline:
                     self._latest_busy.discard(item.meter)
                 else:
                     self._side_busy.discard(item.topic)
+
+    def _check_acks(self, now: float) -> None:
+        """No PUBACK for `ack_timeout_s` while messages are in flight: say so, reconnect."""
+        if self.ack_timeout_s <= 0:
+            return
+        with self.lock:
+            if not self._inflight or not self.link.connected:
+                return
+            waited = now - self._ack_progress_at
+            if waited < self.ack_timeout_s - _SLACK_S:
+                return
+            count = len(self._inflight)
+            self._ack_progress_at = now  # at most one drop per timeout while paho reconnects
+            self.counters.ack_timeouts += 1
+        self._stalls += 1
+        if self._stalls == 1 or now - self._last_stall_log >= _STALL_LOG_EVERY_S:
+            self._last_stall_log = now
+            log.warning(
+                "MQTT broker %s has acknowledged none of the %d messages in flight for %.0f s "
+                "(ack_timeout_s); reconnecting so that they are sent again%s",
+                getattr(self.link, "where", "?"),
+                count,
+                waited,
+                "" if self._stalls == 1 else f" ({self._stalls} times in a row)",
+            )
+        self.link.drop_connection(f"no acknowledgement from the broker for {waited:.0f} s")
+
+    def _track(self, mid: int, item: Pending | _Side) -> None:
+        """Record a message handed to paho (caller holds the lock)."""
+        if not self._inflight:
+            self._ack_progress_at = self._clock()  # the wait for an ack starts now
+        self._inflight[mid] = item
 
     def side_in_flight(self, topic: str) -> bool:
         with self.lock:
@@ -361,18 +421,21 @@ class Pipeline:
                 evicted = self._unsent.popleft()
                 self._disk_tail = max(self._disk_tail, evicted.key)
             if dropped:
-                self.counters.dropped_full += dropped
+                documents = min(dropped, self.outbox.last_dropped_documents)
+                self.counters.dropped_full += dropped - documents
+                self.counters.documents_dropped_full += documents
                 while self._prefetch and self._prefetch[0].key <= top_dropped:
                     self._prefetch.popleft()
         if dropped and now - self._last_full_log >= _FULL_LOG_EVERY_S:
             self._last_full_log = now
             log.warning(
-                "outbox %s is full (max_mb %g): dropped the %d oldest unsent readings "
-                "(%d in total so far; logged at most once a minute)",
+                "outbox %s is full (max_mb %g): dropped the %d oldest unsent messages "
+                "(%d readings and %d documents in total so far; logged at most once a minute)",
                 self.outbox.path,
                 self.outbox.max_bytes / 1_000_000,
                 dropped,
                 self.counters.dropped_full,
+                self.counters.documents_dropped_full,
             )
 
     def _forget(self, pending: Pending) -> None:
@@ -441,14 +504,30 @@ class Pipeline:
 
     # -- reading back ----------------------------------------------------------------------
 
+    def _load_resting(self, now: float) -> bool:
+        """Reading back failed recently: not again until the retry is due. (Apart from
+        writing: a full disk stops writes, but the backlog can still be read and sent.)"""
+        failed = self._load_failed_at
+        return failed is not None and now - failed < _RETRY_OUTBOX_S
+
+    def _load_failed(self, now: float, reason: str) -> None:
+        self._load_failed_at = now
+        self._outbox_failed(now, reason)
+
     def _load(self) -> None:
+        if self._load_resting(self._clock()):
+            return
         with self.lock:
             if self._disk_tail <= self._cursor or len(self._prefetch) >= _PREFETCH_LOW:
                 return
             after = self._cursor
             tail = self._disk_tail
         if not self.outbox.is_open:
-            return
+            try:  # closed after a failure: the backlog on disk needs it back
+                self.outbox.open()
+            except OutboxUnavailable as exc:
+                self._load_failed(self._clock(), str(exc))
+                return
         rows_before = self.outbox.rows
         try:
             rows = self.outbox.load_after(after, _PREFETCH_PAGE)
@@ -456,8 +535,9 @@ class Pipeline:
             self._after_reset(rows_before)
             return
         except OutboxUnavailable as exc:
-            self._outbox_failed(self._clock(), str(exc))
+            self._load_failed(self._clock(), str(exc))
             return
+        self._load_failed_at = None
         with self.lock:
             for row in rows:
                 if row.key > self._cursor:
@@ -481,6 +561,7 @@ class Pipeline:
                 # Everything still in flight belongs to an older connection: paho is
                 # re-sending it now, and nothing newer may overtake it.
                 self._seen_gen = gen
+                self._ack_progress_at = now  # paho re-sends what is in flight: a fresh wait
                 self._gate = set(self._inflight)
                 self.new_connection = True
                 self._side_pending[self.topics.status] = b"online"
@@ -513,7 +594,7 @@ class Pipeline:
                     break
                 source.popleft()
                 pending.gen = gen
-                self._inflight[mid] = pending
+                self._track(mid, pending)
                 self._sent_high = max(self._sent_high, pending.key)
                 self._cursor = max(self._cursor, pending.key)
                 self._tokens -= 1.0
@@ -537,7 +618,7 @@ class Pipeline:
                 return
             del self._side_pending[topic]
             self._side_busy.add(topic)
-            self._inflight[mid] = _Side(topic)
+            self._track(mid, _Side(topic))
         for meter in list(self._newest):
             if meter in self._latest_busy or len(self._inflight) >= cap:
                 continue
@@ -548,7 +629,7 @@ class Pipeline:
                 return
             del self._newest[meter]
             self._latest_busy.add(meter)
-            self._inflight[mid] = _Side(self.topics.latest(meter), meter)
+            self._track(mid, _Side(self.topics.latest(meter), meter))
 
     def _refill(self, now: float) -> None:
         earned = (now - self._tokens_at) * self.rate_per_s + 1e-9  # no 9.999... tokens
@@ -558,15 +639,24 @@ class Pipeline:
     def _sleep_for(self, now: float) -> float:
         waits = [1.0]
         with self.lock:
-            if self._over_budget() and self._outbox_failed_at is None:
+            # While the outbox cannot be written, `_persist` does nothing until the retry:
+            # its deadlines (long past by then) must not wake the worker, or it spins.
+            disk_ok = self._outbox_failed_at is None
+            if self._over_budget() and disk_ok:
                 waits.append(0.0)
-            if self._volatile:
+            if self._volatile and disk_ok:
                 oldest = next(iter(self._volatile.values()))
                 margin = min(0.1, self.commit_interval_s / 4)
                 waits.append(oldest.accepted_mono + self.commit_interval_s - margin - now)
-            if self._to_delete and self._delete_since is not None:
+            if self._to_delete and self._delete_since is not None and disk_ok:
                 waits.append(self._delete_since + self.commit_interval_s - now)
-            work_waiting = bool(self._prefetch or self._unsent or self._disk_tail > self._cursor)
+            if self._prefetch:
+                work_waiting = True
+            elif self._disk_tail > self._cursor:
+                # Older readings must be read back first: only possible if the disk lets us.
+                work_waiting = not self._load_resting(now)
+            else:
+                work_waiting = bool(self._unsent)
             can_send = (
                 work_waiting
                 and self.link.connected
@@ -580,6 +670,8 @@ class Pipeline:
                 waits.append(want / self.rate_per_s)
             if self._outbox_failed_at is not None:
                 waits.append(self._outbox_failed_at + _RETRY_OUTBOX_S - now)
+            if self.ack_timeout_s > 0 and self._inflight and self.link.connected:
+                waits.append(self._ack_progress_at + self.ack_timeout_s - now)
         return max(0.0, min(waits))
 
     # -- stop ------------------------------------------------------------------------------
@@ -611,5 +703,5 @@ class Pipeline:
             if mid is None:
                 return False
             self._side_busy.add(topic)
-            self._inflight[mid] = _Side(topic)
+            self._track(mid, _Side(topic))
             return True

@@ -60,6 +60,8 @@ class MqttSettings(_Section):
     key_file: Path | None = Field(default=None, strict=False)
     tls_insecure: bool = False
     reconnect_max_delay_s: float = Field(default=60.0, ge=1.0, le=3600.0)
+    # No PUBACK for this long while messages are in flight: warn and reconnect (0: never).
+    ack_timeout_s: float = Field(default=30.0, ge=0.0, le=3600.0)
     health_interval_s: float = Field(default=60.0, ge=1.0, le=86400.0)
 
     @field_validator("host")
@@ -78,6 +80,13 @@ class MqttSettings(_Section):
     @classmethod
     def _files_beside_config(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else _beside_config(value, info)
+
+    @field_validator("ack_timeout_s")
+    @classmethod
+    def _ack_timeout_sane(cls, value: float) -> float:
+        if 0 < value < 1:
+            raise ValueError("must be 0 (never) or at least 1 s")
+        return value
 
     @field_validator("client_id")
     @classmethod

@@ -192,6 +192,7 @@ class MqttSink:
             qos=self.mqtt.qos,
             commit_interval_s=self.buffer.commit_interval_s,
             rate_per_s=self.buffer.drain_rate_per_s,
+            ack_timeout_s=self.mqtt.ack_timeout_s,
         )
         if self.outbox.rows:
             log.info("outbox %s holds %d queued readings", self.outbox.path, self.outbox.rows)
@@ -331,6 +332,8 @@ class MqttSink:
             on_disk=self.outbox.rows,
             oldest_age_s=self._oldest_age_s,
             dropped_full=counters.dropped_full,
+            documents_dropped_full=counters.documents_dropped_full,
+            broker_ack_timeouts=counters.ack_timeouts,
             dropped_memory=counters.dropped_memory,
             lost_corrupt=counters.lost_corrupt,
             moved_aside=len(self.outbox.moved_aside),

@@ -18,6 +18,13 @@ def checked_topic_prefix(value: str) -> str:
         raise ValueError("must be non-empty and must not start or end with '/'")
     if any(char in value for char in "+#\0"):
         raise ValueError("must not contain the MQTT wildcards '+' or '#'")
+    if value.startswith("$"):
+        # MQTT keeps topics starting with '$' for the broker ($SYS): a subscription to
+        # '#' never matches them and brokers may refuse or drop what clients publish there.
+        raise ValueError(
+            f"must not start with '$' (topics starting with '$' belong to the broker, "
+            f"e.g. $SYS; nothing published there reaches subscribers), got {value!r}"
+        )
     return value
 
 
