@@ -15,9 +15,9 @@ from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
 from p1daemon.config.model import Config, MeterConfig
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.settings import BufferSettings, MqttSettings
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 Loc = tuple[str | int, ...]
 

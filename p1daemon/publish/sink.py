@@ -44,11 +44,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.energy.tracker import EnergyTracker, MeterSpec, Outgoing
-from p1daemon.homeassistant.announcer import DiscoveryAnnouncer
-from p1daemon.homeassistant.discovery import DiscoveryMessage
-from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish import health
 from p1daemon.publish.client import BrokerLink
 from p1daemon.publish.outbox import Outbox, OutboxUnavailable
@@ -58,6 +53,11 @@ from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.throttle import Throttle
 from p1daemon.publish.topics import RESERVED_METER_NAMES, Topics
 from p1daemon.reading.meter import MeterReading
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.energy.tracker import EnergyTracker, MeterSpec, Outgoing
+from p1daemon.views.homeassistant.announcer import DiscoveryAnnouncer
+from p1daemon.views.homeassistant.discovery import DiscoveryMessage
+from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 if TYPE_CHECKING:  # the configuration layer imports this package's settings, not the reverse
     from p1daemon.config.model import Config

@@ -25,10 +25,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from p1daemon.homeassistant.discovery import DiscoveryMessage, discovery_messages
-from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.topics import Topics
 from p1daemon.reading.meter import MeterReading
+from p1daemon.views.homeassistant.discovery import DiscoveryMessage, discovery_messages
+from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 HA_ONLINE = "online"
 

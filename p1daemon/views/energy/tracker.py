@@ -32,12 +32,12 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from p1daemon.energy.documents import DayDoc, QuarterDoc
-from p1daemon.energy.export_cap import ExportLimitMonitor
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.energy.site import MeterState, connection_document
-from p1daemon.energy.view import EnergyView
 from p1daemon.reading.meter import MeterReading, Role
+from p1daemon.views.energy.documents import DayDoc, QuarterDoc
+from p1daemon.views.energy.export_cap import ExportLimitMonitor
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.energy.site import MeterState, connection_document
+from p1daemon.views.energy.view import EnergyView
 
 log = logging.getLogger("p1daemon.energy")
 
