@@ -21,8 +21,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p1daemon.config.loader import load_config
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.energy.tracker import EnergyTracker, MeterSpec, Outgoing
 from p1daemon.frame.crc import crc16_arc_reference
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.parse.stream import ReadingStream
@@ -32,6 +30,8 @@ from p1daemon.source.demo import DemoMeter, DemoSource
 from p1daemon.source.demo_profile import EPOCH, profile
 from p1daemon.source.factory import SourceOptions, build_source, options_for
 from p1daemon.source.spec import SourceKind, SourceSpecError, parse_source
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.energy.tracker import EnergyTracker, MeterSpec, Outgoing
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "config" / "demo.toml"

@@ -4,7 +4,8 @@ The main thread only supervises. Readers run on their own threads; the main loop
 about once a second to tell the service manager whether all is well (`hooks.tick`),
 and reacts to signals: SIGTERM/SIGINT stop everything in order (readers first, so no
 reading is in flight, then the sink, which persists what it accepted), SIGHUP re-reads
-the configuration and restarts only the readers whose settings changed.
+the configuration, restarts only the readers whose settings changed and hands the rest
+to the sink (the dispatcher, whose builder applies it to the views and outputs).
 """
 
 from __future__ import annotations
@@ -205,7 +206,11 @@ class Daemon:
             self._hooks.reloaded()
 
     def apply_config(self, new: Config) -> None:
-        """Switch to `new`, restarting only readers whose meter settings changed."""
+        """Switch to `new`, restarting only readers whose meter settings changed.
+
+        In three steps, so that no reading meets a half-applied configuration: readers of
+        removed or changed meters stop; the sink (the dispatcher: processors and outputs)
+        takes the new configuration; then readers of new or changed meters start."""
         with self._lock:
             old = self._config
             old_meters = {m.name: m for m in old.meters}
@@ -221,6 +226,15 @@ class Daemon:
             for name in old_meters.keys() - new_meters.keys():
                 self._stats.pop(name, None)
                 log.info("meter %s: removed", name, extra=ALWAYS_LOG)
+            if _sink_settings(new) != _sink_settings(old):
+                if isinstance(self._sink, Reconfigurable):
+                    self._sink.apply_config(new)
+                else:
+                    log.warning(
+                        "changes to [mqtt], [buffer], [homeassistant], [site], the set of "
+                        "meters or their publishing/energy keys take effect after a restart",
+                        extra=ALWAYS_LOG,
+                    )
             self._config = new
             for meter in new.meters:
                 if meter.name in self._readers:
@@ -233,15 +247,6 @@ class Daemon:
                     log.info("meter %s: added", meter.name, extra=ALWAYS_LOG)
                 if self._started and not self._shut_down:
                     self._start_reader(meter)
-        if _sink_settings(new) != _sink_settings(old):
-            if isinstance(self._sink, Reconfigurable):
-                self._sink.apply_config(new)
-            else:
-                log.warning(
-                    "changes to [mqtt], [buffer], [homeassistant], [site], the set of meters "
-                    "or their publishing/energy keys take effect after a restart",
-                    extra=ALWAYS_LOG,
-                )
         log.info("configuration reloaded: %d meter(s)", len(new.meters), extra=ALWAYS_LOG)
 
     # -- internals ---------------------------------------------------------------------
