@@ -19,7 +19,7 @@ from p1daemon.config.loader import load_config
 from p1daemon.config.model import Config
 from p1daemon.config.render import render_config
 from p1daemon.config.secrets import short_secret_warnings
-from p1daemon.daemon.app import TICK_S, Daemon
+from p1daemon.daemon.app import DRAIN_TIMEOUT_S, TICK_S, Daemon
 from p1daemon.daemon.builder import build
 from p1daemon.daemon.probe import ProbeError, describe, probe
 from p1daemon.daemon.processor import Output
@@ -149,11 +149,22 @@ def _config_failed(exc: ConfigError) -> NoReturn:
     show_default=True,
     help="Least severe log messages to show (on stderr).",
 )
-def run(config_path: str, to_stdout: bool, log_level: str) -> None:
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(0),
+    default=DRAIN_TIMEOUT_S,
+    show_default=True,
+    metavar="SECONDS",
+    help="When every replay has ended: how long to wait for the broker without progress "
+    "before exiting with the rest still queued.",
+)
+def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float) -> None:
     """Read every configured meter until stopped (SIGTERM/SIGINT; SIGHUP reloads).
 
-    Exits by itself, with status 0, when every meter is a replay without looping and
-    all of them have been played.
+    Exits by itself when every meter is a replay without looping and all of them have
+    been played, once the broker has acknowledged every reading: status 0, or 3 when
+    the broker made no progress for --drain-timeout seconds (the rest stays queued in
+    the outbox for the next start).
     """
     log_setup = setup_logging(log_level)
     try:
@@ -187,7 +198,14 @@ def run(config_path: str, to_stdout: bool, log_level: str) -> None:
     # with --stdout they print their documents too, but save or restore no state.
     sink = build(config, [output], persist=not to_stdout)
     hooks = SystemdHooks.from_environment()
-    daemon = Daemon(config, sink, hooks, reload=reload, tick_s=hooks.tick_interval_s(TICK_S))
+    daemon = Daemon(
+        config,
+        sink,
+        hooks,
+        reload=reload,
+        tick_s=hooks.tick_interval_s(TICK_S),
+        drain_timeout_s=drain_timeout,
+    )
     try:
         status = daemon.run()
     except (OutboxUnavailable, MqttSetupError) as exc:

@@ -21,6 +21,7 @@ from typing import Any
 from p1daemon.config.errors import ConfigError
 from p1daemon.config.model import Config, MeterConfig
 from p1daemon.daemon.hooks import NoHooks, ServiceHooks
+from p1daemon.daemon.processor import Drains
 from p1daemon.daemon.reader import MeterReader, SourceFactory
 from p1daemon.daemon.sink import ReadingSink, Reconfigurable, ReportsStatus
 from p1daemon.daemon.stats import MeterStats
@@ -33,6 +34,11 @@ log = logging.getLogger(__name__)
 TICK_S = 1.0
 READER_STOP_TIMEOUT_S = 2.0
 SINK_STOP_TIMEOUT_S = 6.0
+DRAIN_TIMEOUT_S = 60.0
+DRAIN_POLL_S = 0.05
+# Exit status of a finite run whose readings could not all be delivered before
+# `drain_timeout_s` without progress: they are safe in the outbox for the next start.
+EXIT_UNDELIVERED = 3
 
 
 class Daemon:
@@ -49,6 +55,7 @@ class Daemon:
         tick_s: float = TICK_S,
         reader_stop_timeout_s: float = READER_STOP_TIMEOUT_S,
         sink_stop_timeout_s: float = SINK_STOP_TIMEOUT_S,
+        drain_timeout_s: float = DRAIN_TIMEOUT_S,
     ) -> None:
         self._config = config
         self._sink = sink
@@ -58,6 +65,7 @@ class Daemon:
         self._tick_s = tick_s
         self._reader_stop_timeout = reader_stop_timeout_s
         self._sink_stop_timeout = sink_stop_timeout_s
+        self._drain_timeout = drain_timeout_s
         self._lock = threading.RLock()
         self._readers: dict[str, MeterReader] = {}
         self._stats: dict[str, MeterStats] = {}
@@ -68,6 +76,7 @@ class Daemon:
         self._started = False
         self._shut_down = False
         self._rate = ReadingRate()
+        self._next_tick = 0.0
 
     # -- what sinks and the service layer may look at --------------------------------
 
@@ -130,22 +139,19 @@ class Daemon:
     def run(self, *, handle_signals: bool = True) -> int:
         """Start, supervise until stopped (or every finite replay ended), shut down; exit status."""
         previous = self._install_signals() if handle_signals else {}
+        status = 0
         try:
             self.start()
-            next_tick = time.monotonic()
+            self._next_tick = time.monotonic()
             while not self._stop_requested:
                 if self._reload_requested:
                     self._reload_requested = False
                     self.reload()
                 if self._all_ended():
                     log.info("every replay has ended")
+                    status = self._drain()
                     break
-                now = time.monotonic()
-                if now >= next_tick:
-                    self._hooks.tick(healthy=self.healthy(), status=self.status())
-                    next_tick = now + self._tick_s
-                self._wake.wait(max(0.0, min(next_tick - now, self._tick_s)))
-                self._wake.clear()
+                self._supervise(self._tick_s)
         finally:
             if self._stop_signal:
                 log.info("%s received, stopping", self._stop_signal)
@@ -153,6 +159,47 @@ class Daemon:
             for signum, handler in previous.items():
                 if handler is not None:
                     signal.signal(signum, handler)
+        return status
+
+    def _supervise(self, longest_wait_s: float) -> None:
+        """Tick the service manager when due, then sleep until the next wake-up."""
+        now = time.monotonic()
+        if now >= self._next_tick:
+            self._hooks.tick(healthy=self.healthy(), status=self.status())
+            self._next_tick = now + self._tick_s
+        self._wake.wait(max(0.0, min(self._next_tick - now, longest_wait_s)))
+        self._wake.clear()
+
+    def _drain(self) -> int:
+        """After the last replay: keep publishing until every reading and record is
+        delivered, so a backfill is done when the command returns. Gives up after
+        `drain_timeout_s` without progress (broker away, or not acknowledging); what is
+        left then stays in the outbox for the next start. A stop signal ends it at once."""
+        sink = self._sink
+        if not isinstance(sink, Drains):
+            return 0
+        sink.begin_drain()
+        left = sink.undelivered()
+        if left:
+            log.info("delivering the last %d queued message(s) before exiting", left)
+        fewest = left
+        last_progress = time.monotonic()
+        while left and not self._stop_requested:
+            if left < fewest:
+                fewest, last_progress = left, time.monotonic()
+            elif time.monotonic() - last_progress >= self._drain_timeout:
+                log.error(
+                    "%d reading(s) and record(s) not delivered after %.0f s without progress; "
+                    "they stay queued in the outbox for the next start",
+                    left,
+                    self._drain_timeout,
+                    extra=ALWAYS_LOG,
+                )
+                return EXIT_UNDELIVERED
+            self._supervise(DRAIN_POLL_S)
+            left = sink.undelivered()
+        if not left:
+            log.info("every reading is delivered")
         return 0
 
     def shutdown(self) -> None:

@@ -31,6 +31,7 @@ from p1daemon.daemon.processor import (
     BrokerConnected,
     BrokerDisconnected,
     Document,
+    Drains,
     HasBackPressure,
     InputEvent,
     Output,
@@ -164,6 +165,16 @@ class Dispatcher:
         """An output's input event (thread-safe, never blocks); handled by the worker."""
         self._events.put(event)
         self._wake.set()
+
+    def begin_drain(self) -> None:
+        """Every reader has ended: outputs release what they held back (`Drains`)."""
+        for output in self.outputs:
+            if isinstance(output, Drains):
+                output.begin_drain()
+
+    def undelivered(self) -> int:
+        """What the outputs still wait to have confirmed; 0 when every one is delivered."""
+        return sum(o.undelivered() for o in self.outputs if isinstance(o, Drains))
 
     def stop(self, timeout: float = 8.0) -> None:
         """After the readers: processors persist and send their last documents, then the

@@ -136,11 +136,26 @@ class HasBackPressure(Protocol):
     def make_room(self) -> None: ...
 
 
+@runtime_checkable
+class Drains(Protocol):
+    """An output that holds what it accepted until somebody else confirms it (the MQTT
+    broker's PUBACK): a finite run waits for it to empty before it exits."""
+
+    def begin_drain(self) -> None:
+        """No more readings will come: hand on anything held back (throttled readings)."""
+        ...
+
+    def undelivered(self) -> int:
+        """Readings and records accepted and not yet confirmed (in memory or on disk)."""
+        ...
+
+
 __all__ = [
     "BrokerConnected",
     "BrokerDisconnected",
     "BrokerMessage",
     "Document",
+    "Drains",
     "EventSink",
     "HasBackPressure",
     "InputEvent",

@@ -241,6 +241,24 @@ class MqttSink:
         if config.mqtt != self.mqtt or config.buffer != self.buffer:
             log.warning("changes to [mqtt] and [buffer] take effect after a restart")
 
+    def begin_drain(self) -> None:
+        """`Drains`: the readers have ended, so readings held back by `publish_interval_s`
+        go into the outbox now instead of at stop (where they would only be persisted)."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        with self._accept_lock:
+            if self._closed:
+                return
+            for reading in self._throttle.release_all():
+                pipeline.accept(reading.meter, reading.model_dump_json().encode())
+        self._wake.set()
+
+    def undelivered(self) -> int:
+        """`Drains`: readings and records not yet acknowledged by the broker."""
+        pipeline = self.pipeline
+        return 0 if pipeline is None else pipeline.depth
+
     def stop(self, timeout: float = 8.0) -> None:
         """Persist everything unacknowledged, publish `offline`, disconnect; within `timeout`."""
         worker = self._worker
