@@ -19,9 +19,10 @@ from p1daemon.config.model import Config
 from p1daemon.config.render import render_config
 from p1daemon.config.secrets import short_secret_warnings
 from p1daemon.daemon.app import Daemon
+from p1daemon.daemon.builder import build
 from p1daemon.daemon.probe import ProbeError, describe, probe
-from p1daemon.daemon.sink import ReadingSink
-from p1daemon.daemon.stdout_sink import JsonLinesSink
+from p1daemon.daemon.processor import Output
+from p1daemon.daemon.stdout_sink import JsonLinesOutput
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
@@ -136,7 +137,8 @@ def _config_failed(exc: ConfigError) -> NoReturn:
     "--stdout",
     "to_stdout",
     is_flag=True,
-    help="Print readings as JSON Lines on stdout instead of publishing them.",
+    help="Print readings and the energy views' documents as JSON Lines on stdout "
+    "instead of publishing them.",
 )
 @click.option(
     "--log-level",
@@ -168,18 +170,20 @@ def run(config_path: str, to_stdout: bool, log_level: str) -> None:
         _warn_short_secrets(new)
         return new
 
-    sink: ReadingSink
+    output: Output
     daemon: Daemon | None = None
     if to_stdout:
-        sink = JsonLinesSink(sys.stdout)
+        output = JsonLinesOutput(sys.stdout)
     else:
         # The sink reports per-meter health that only the daemon knows; the daemon needs
         # the sink to start. The lambda closes that loop once both exist.
-        # from_config also wires Home Assistant discovery and the energy views.
-        sink = MqttSink.from_config(
+        output = MqttSink.from_config(
             config,
             health_source=lambda: daemon.meter_snapshots() if daemon is not None else {},
         )
+    # The views (energy, Home Assistant discovery) are processors built from the config;
+    # with --stdout they print their documents too, but save or restore no state.
+    sink = build(config, [output], persist=not to_stdout)
     daemon = Daemon(config, sink, SystemdHooks.from_environment(), reload=reload)
     try:
         status = daemon.run()

@@ -1,6 +1,6 @@
 """Home Assistant's rules for MQTT discovery configs, restated for the tests.
 
-`HA_RULES` restates, independently of p1daemon.homeassistant.units, what Home Assistant
+`HA_RULES` restates, independently of p1daemon.views.homeassistant.units, what Home Assistant
 core checks (homeassistant/components/sensor/const.py DEVICE_CLASS_STATE_CLASSES and
 DEVICE_CLASS_UNITS; mqtt/discovery.py topic ids; entity id syntax; the MQTT sensor
 schema's keys). Value templates are rendered with Jinja2's immutable sandbox, the
@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from p1daemon.homeassistant.discovery import DiscoveryMessage
 from p1daemon.publish.payload import compact_json as encode
 from p1daemon.publish.topics import Topics
+from p1daemon.views.homeassistant.discovery import DiscoveryMessage
 
 jinja_sandbox = pytest.importorskip(
     "jinja2.sandbox", reason="jinja2 (a dev dependency) renders the value templates"

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 
 from p1daemon.config import load_config
 from p1daemon.config.model import MeterConfig
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.settings import BufferSettings, MqttSettings
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "p1daemon.example.toml"

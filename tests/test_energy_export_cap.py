@@ -10,11 +10,11 @@ import pytest
 from conftest import OWN_FIXTURES
 
 from p1daemon.config import MeterConfig
-from p1daemon.energy.export_cap import ExportLimitAlert, ExportLimitMonitor
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading
 from p1daemon.reading.model import EnergyDirection, Reading
+from p1daemon.views.energy.export_cap import ExportLimitAlert, ExportLimitMonitor
 
 T0 = datetime(2024, 6, 21, 12, 0, tzinfo=ZoneInfo("Europe/Amsterdam"))
 

@@ -3,8 +3,9 @@ the export alert, restart continuity, a broker outage, both DST days and a repla
 
 The captures are written here: DSMR 5 telegrams (every 10 s from 12:10:00 to 12:50:00
 local time for a primary and two secondary metering points; every 30 s for whole days),
-parsed by the daemon's own `ReadingStream` and handed to a sink built by
-`MqttSink.from_config` from a configuration file, as the reader threads would hand them.
+parsed by the daemon's own `ReadingStream` and handed to the dispatcher that
+`daemon.builder.build` makes from a configuration file (the energy views as a processor,
+the MQTT sink as the output), as the reader threads would hand them.
 Registers count whole Wh and this file advances them itself; every expected value below
 is a difference of registers written into the captures (or a power written into them),
 never a number taken from the code under test.
@@ -27,12 +28,15 @@ import pytest
 from mosquitto_broker import Broker, Received, Subscriber
 
 from p1daemon.config import load_config
+from p1daemon.daemon.builder import build
+from p1daemon.daemon.dispatcher import Dispatcher
 from p1daemon.frame.crc import crc16_arc
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.publish.sink import MqttSink
 from p1daemon.reading.meter import MeterReading
 from p1daemon.reading.model import Reading
+from p1daemon.views.energy.processor import EnergyProcessor
 
 AMS = ZoneInfo("Europe/Amsterdam")
 START = datetime(2024, 6, 21, 12, 10, tzinfo=AMS)
@@ -229,7 +233,19 @@ def interleaved(meters: dict[str, Meter]) -> list[MeterReading]:
     return sorted(both, key=lambda r: (r.timestamp or START, order.index(r.meter)))
 
 
-def write_config(tmp: Path, port: int, meters: dict[str, Meter], topology: str) -> MqttSink:
+def mqtt_of(sink: Dispatcher) -> MqttSink:
+    output = sink.output("mqtt")
+    assert isinstance(output, MqttSink)
+    return output
+
+
+def energy_of(sink: Dispatcher) -> EnergyProcessor:
+    processor = sink.processor("energy")
+    assert isinstance(processor, EnergyProcessor)
+    return processor
+
+
+def write_config(tmp: Path, port: int, meters: dict[str, Meter], topology: str) -> Dispatcher:
     text = f"""
         [mqtt]
         port = {port}
@@ -253,12 +269,13 @@ def write_config(tmp: Path, port: int, meters: dict[str, Meter], topology: str) 
             text += f"export_limit_kw = {EXPORT_LIMIT_KW}\nexport_limit_hold_s = {EXPORT_HOLD_S}\n"
     path = tmp / "p1daemon.toml"
     path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return MqttSink.from_config(load_config(path, {}))
+    config = load_config(path, {})
+    return build(config, [MqttSink.from_config(config)])
 
 
 @pytest.fixture
-def sinks() -> Iterator[list[MqttSink]]:
-    made: list[MqttSink] = []
+def sinks() -> Iterator[list[Dispatcher]]:
+    made: list[Dispatcher] = []
     yield made
     for sink in made:
         sink.stop(timeout=5)
@@ -388,7 +405,7 @@ def expected_alerts(meter: Meter) -> list[tuple[datetime, bool]]:
 
 @pytest.mark.parametrize("topology", ["parallel", "series"])
 def test_quarters_days_connection_and_export_alert(
-    topology: str, tmp_path: Path, broker: Broker, subscriber: Subscriber, sinks: list[MqttSink]
+    topology: str, tmp_path: Path, broker: Broker, subscriber: Subscriber, sinks: list[Dispatcher]
 ) -> None:
     meters = site()
     all_readings = interleaved(meters)
@@ -441,7 +458,7 @@ def test_quarters_days_connection_and_export_alert(
 
 
 def test_every_quarter_reaches_a_subscriber_across_a_broker_outage(
-    tmp_path: Path, broker: Broker, subscriber: Subscriber, sinks: list[MqttSink]
+    tmp_path: Path, broker: Broker, subscriber: Subscriber, sinks: list[Dispatcher]
 ) -> None:
     """Quarter and day documents go through the outbox: a subscriber that was away with
     the broker still gets every one, in order (a newest-wins topic would keep only one)."""
@@ -453,7 +470,7 @@ def test_every_quarter_reaches_a_subscriber_across_a_broker_outage(
     sink.start()
     for reading in house_readings:
         sink.submit(reading)
-    assert not sink.connected
+    assert not mqtt_of(sink).connected
     broker.start()
     subscriber.wait_for(quarters_received(subscriber, "house", 3), 15, "quarters after outage")
     check_quarters(subscriber, meters["house"])
@@ -464,7 +481,7 @@ def test_every_quarter_reaches_a_subscriber_across_a_broker_outage(
 
 
 def test_a_restart_continues_the_day_from_the_saved_state(
-    tmp_path: Path, broker: Broker, subscriber: Subscriber, sinks: list[MqttSink]
+    tmp_path: Path, broker: Broker, subscriber: Subscriber, sinks: list[Dispatcher]
 ) -> None:
     meters = {"house": site()["house"]}
     house = meters["house"]
@@ -501,7 +518,7 @@ def test_a_restart_continues_the_day_from_the_saved_state(
 
 
 def test_a_bug_in_the_views_costs_no_reading(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, sinks: list[MqttSink]
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sinks: list[Dispatcher]
 ) -> None:
     """The energy views and discovery ride along with the readings, never in their way."""
     meters = {"house": site()["house"]}
@@ -509,17 +526,18 @@ def test_a_bug_in_the_views_costs_no_reading(
     sink = write_config(tmp_path, 9, meters, "parallel")  # no broker: nothing is sent
     sinks.append(sink)
     sink.start()
-    assert sink.tracker is not None and sink.pipeline is not None
+    tracker, pipeline = energy_of(sink).tracker, mqtt_of(sink).pipeline
+    assert tracker is not None and pipeline is not None
 
     def broken(*args: object, **kwargs: object) -> list[object]:
         raise RuntimeError("a bug in the energy views")
 
-    sink.tracker.on_reading = broken  # type: ignore[method-assign,assignment]
+    tracker.on_reading = broken  # type: ignore[method-assign,assignment]
     with caplog.at_level("ERROR", logger="p1daemon.publish"):
         for reading in house_readings:
             sink.submit(reading)
-    assert sink.pipeline.counters.accepted == len(house_readings)
-    assert sink.extras_failed == len(house_readings)
+    assert pipeline.counters.accepted == len(house_readings)
+    assert sink.processor_failures == len(house_readings)
     logged = [r for r in caplog.records if "the energy views failed" in r.getMessage()]
     assert len(logged) == 1  # not one per reading
 
@@ -530,7 +548,7 @@ def day_power(local: datetime) -> tuple[int, int]:
 
 
 def test_both_dst_days_and_a_meter_replacement_through_the_broker(
-    tmp_path: Path, broker: Broker, subscriber: Subscriber, sinks: list[MqttSink]
+    tmp_path: Path, broker: Broker, subscriber: Subscriber, sinks: list[Dispatcher]
 ) -> None:
     """Whole days at one telegram per 30 s: the 23-hour day in March, the 25-hour day in
     October (its repeated hour gives eight quarters that start at 02:xx), and a day on

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from p1daemon.energy.documents import DayDoc, QuarterDoc
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.energy.site import ConnectionDoc, MeterState, connection_document
-from p1daemon.energy.view import EnergyView
 from p1daemon.reading.meter import MeterReading, Role
 from p1daemon.reading.model import EnergyDirection
+from p1daemon.views.energy.documents import DayDoc, QuarterDoc
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.energy.site import ConnectionDoc, MeterState, connection_document
+from p1daemon.views.energy.view import EnergyView
 
 AMS = ZoneInfo("Europe/Amsterdam")
 START = datetime(2024, 6, 21, 12, 0, tzinfo=AMS)

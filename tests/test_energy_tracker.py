@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from conftest import OWN_FIXTURES
 
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.energy.tracker import EnergyTracker, MeterSpec, Outgoing
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading, Role
 from p1daemon.reading.model import Reading
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.energy.tracker import EnergyTracker, MeterSpec, Outgoing
 
 SPECS = [
     MeterSpec(

@@ -18,14 +18,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import OWN_FIXTURES
 
-from p1daemon.energy.documents import DayDoc, QuarterDoc
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.energy.view import EnergyView, ViewOutput
 from p1daemon.frame.crc import crc16_arc
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading
 from p1daemon.reading.model import EnergyDirection, Reading
+from p1daemon.views.energy.documents import DayDoc, QuarterDoc
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.energy.view import EnergyView, ViewOutput
 
 AMS = ZoneInfo("Europe/Amsterdam")
 SETTINGS = SiteSettings()

@@ -29,12 +29,12 @@ from ha_rules import HaSensor, validate
 from mosquitto_broker import Broker, Received, Subscriber, wait_until
 
 from p1daemon.frame.decoder import TelegramDecoder
-from p1daemon.homeassistant.discovery import DiscoveryMessage, discovery_messages
-from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.publish.topics import Topics
 from p1daemon.reading.meter import MeterReading, Role
 from p1daemon.reading.model import Reading
+from p1daemon.views.homeassistant.discovery import DiscoveryMessage, discovery_messages
+from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 HOUSE_EAN = "871685900012345674"
 CARPORT_EAN = "871685900012345681"

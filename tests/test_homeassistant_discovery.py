@@ -1,7 +1,7 @@
 """Home Assistant discovery configs, checked against Home Assistant's own rules.
 
 The rules live in `ha_rules.py` (shared with the tests that read the configs off a real
-broker): `HA_RULES` restates, independently of p1daemon.homeassistant.units, what Home
+broker): `HA_RULES` restates, independently of p1daemon.views.homeassistant.units, what Home
 Assistant core checks, and value templates are rendered in Jinja2's immutable sandbox
 against the JSON the daemon publishes on `latest`, read the way Home Assistant's MQTT
 sensor reads it.
@@ -20,14 +20,14 @@ from conftest import OWN_FIXTURES, SHARED_FIXTURES, require_shared_fixtures
 from ha_rules import HaSensor, validate
 
 from p1daemon.frame.decoder import TelegramDecoder
-from p1daemon.homeassistant.announcer import DiscoveryAnnouncer
-from p1daemon.homeassistant.discovery import DiscoveryMessage, discovery_messages
-from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.publish.payload import compact_json as encode
 from p1daemon.publish.topics import Topics
 from p1daemon.reading.meter import MeterReading, Role
 from p1daemon.reading.model import Reading
+from p1daemon.views.homeassistant.announcer import DiscoveryAnnouncer
+from p1daemon.views.homeassistant.discovery import DiscoveryMessage, discovery_messages
+from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 SETTINGS = HomeAssistantSettings(discovery=True)
 TOPICS = Topics("p1")

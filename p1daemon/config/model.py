@@ -24,14 +24,14 @@ from pydantic import (
 )
 
 from p1daemon.config.ean import ean_problem
-from p1daemon.energy.settings import SiteSettings
 from p1daemon.frame.framer import DEFAULT_MAX_FRAME
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
-from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.topics import RESERVED_METER_NAMES
 from p1daemon.reading.meter import Role
 from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 MAX_NAME_LENGTH = 64
@@ -66,7 +66,7 @@ class MeterConfig(BaseModel):
     replay_loop: bool = False
     publish_interval_s: NonNegativeSeconds = 0.0
     tariff_labels: dict[str, str] = Field(default_factory=dict)
-    # Feed-in cap check (see p1daemon.energy.export_cap): alert when export power stays
+    # Feed-in cap check (see p1daemon.views.energy.export_cap): alert when export power stays
     # above export_limit_kw for export_limit_hold_s. The hold time alone means nothing,
     # so rules.py refuses it without the limit.
     export_limit_kw: Annotated[float, Field(gt=0)] | None = None

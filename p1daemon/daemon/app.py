@@ -198,7 +198,11 @@ class Daemon:
             self._hooks.reloaded()
 
     def apply_config(self, new: Config) -> None:
-        """Switch to `new`, restarting only readers whose meter settings changed."""
+        """Switch to `new`, restarting only readers whose meter settings changed.
+
+        In three steps, so that no reading meets a half-applied configuration: readers of
+        removed or changed meters stop; the sink (the dispatcher: processors and outputs)
+        takes the new configuration; then readers of new or changed meters start."""
         with self._lock:
             old = self._config
             old_meters = {m.name: m for m in old.meters}
@@ -214,6 +218,14 @@ class Daemon:
             for name in old_meters.keys() - new_meters.keys():
                 self._stats.pop(name, None)
                 log.info("meter %s: removed", name)
+            if _sink_settings(new) != _sink_settings(old):
+                if isinstance(self._sink, Reconfigurable):
+                    self._sink.apply_config(new)
+                else:
+                    log.warning(
+                        "changes to [mqtt], [buffer], [homeassistant], [site], the set of "
+                        "meters or their publishing/energy keys take effect after a restart"
+                    )
             self._config = new
             for meter in new.meters:
                 if meter.name in self._readers:
@@ -224,14 +236,6 @@ class Daemon:
                     log.info("meter %s: added", meter.name)
                 if self._started and not self._shut_down:
                     self._start_reader(meter)
-        if _sink_settings(new) != _sink_settings(old):
-            if isinstance(self._sink, Reconfigurable):
-                self._sink.apply_config(new)
-            else:
-                log.warning(
-                    "changes to [mqtt], [buffer], [homeassistant], [site], the set of meters "
-                    "or their publishing/energy keys take effect after a restart"
-                )
         log.info("configuration reloaded: %d meter(s)", len(new.meters))
 
     # -- internals ---------------------------------------------------------------------

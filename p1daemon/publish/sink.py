@@ -1,10 +1,11 @@
-"""`MqttSink`: the `ReadingSink` that publishes to MQTT through the durable outbox.
+"""`MqttSink`: the output that publishes readings and documents through the durable outbox.
 
-Lifecycle (called by the daemon):
+Lifecycle (called by the dispatcher, or directly as a `ReadingSink`):
 
-    sink = MqttSink.from_config(config, health_source=...)   # or MqttSink(mqtt, buffer, ...)
-    sink.start()            # opens the outbox, schedules the connection; never waits for it
+    sink = MqttSink(mqtt, buffer, health_source=..., publish_intervals=...)
+    sink.start(subscriptions, events)  # opens the outbox, schedules the connection; never waits
     sink.submit(reading)    # from any reader thread; cheap; the sink owns the reading after
+    sink.on_documents(docs) # records through the outbox, retained state newest-wins
     sink.state()            # one line for the systemd STATUS
     sink.stop(timeout=8.0)  # persist what is unacknowledged, publish `offline`, disconnect
 
@@ -13,42 +14,35 @@ for the network or the SD card; paho's own thread does the network I/O. See
 `pipeline.py` for the ordering and durability rules and `outbox.py` for the
 durability trade-off and the `synchronous` option.
 
-Home Assistant discovery and the energy views (`MqttSink.from_config` wires both):
+The sink knows nothing of what produced a document (the energy views, Home Assistant
+discovery: processors in `p1daemon/views/`, driven by `p1daemon/daemon/dispatcher.py`):
 
-- `submit` hands every reading, before `publish_interval_s` throttling, to the
-  discovery announcer and the energy tracker (together some 25 us a reading, cheap
-  enough for the reader threads, and it means the views see every reading even when
-  publishing is throttled). Discovery configs and the site connection document are
-  retained state, queued newest-wins; quarter and day documents and export alerts are
-  records, accepted into the outbox right after the reading that produced them, so
-  every one reaches subscribers, in order, across outages and restarts.
-- Every broker connection re-announces every config (a broker without persistence
-  forgets them); so does Home Assistant's `online` on `<ha prefix>/status`, to which the
-  link subscribes when discovery is on.
-- The running day of each meter is saved by the worker to
-  `<outbox folder>/energy/<meter>-day.json` (atomically: after every closed quarter-hour,
-  and at stop as booked up to the last reading) and restored at `start`, so a restart
-  continues the day instead of starting it over. Nothing waits for the broker for that.
-- A bug in discovery or the views is logged and counted, never a reason to refuse or
-  lose a reading.
+- A document with `record=True` is accepted into the outbox, in the order given, right
+  after the reading that produced it (the dispatcher calls `on_documents` under the same
+  lock as `on_reading`), so every one reaches subscribers across outages and restarts.
+  One with `record=False` is retained state, queued newest-wins per topic.
+- Each new broker connection, each lost one, and each message on a subscribed topic is
+  reported to `events` (from the worker) as an `InputEvent`; what to re-announce is the
+  processors' business.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.energy.tracker import EnergyTracker, MeterSpec, Outgoing
-from p1daemon.homeassistant.announcer import DiscoveryAnnouncer
-from p1daemon.homeassistant.discovery import DiscoveryMessage
-from p1daemon.homeassistant.settings import HomeAssistantSettings
+from p1daemon.daemon.processor import (
+    BrokerConnected,
+    BrokerDisconnected,
+    BrokerMessage,
+    Document,
+    EventSink,
+    InputEvent,
+)
 from p1daemon.publish import health
 from p1daemon.publish.client import BrokerLink
 from p1daemon.publish.outbox import Outbox, OutboxUnavailable
@@ -69,9 +63,6 @@ HealthSource = Callable[[], Mapping[str, Mapping[str, Any]]]
 _HEALTH_CHECK_S = 1.0
 _STUCK_AFTER_S = 30.0  # the worker goes round at least every second when all is well
 _OFFLINE_ACK_WAIT_S = 1.5
-_CONNECTION_CHECK_S = 1.0
-_STATE_RETRY_S = 60.0
-STATE_FOLDER = "energy"  # beside the outbox: the saved running day of each meter
 
 
 class SinkClosed(RuntimeError):
@@ -80,6 +71,10 @@ class SinkClosed(RuntimeError):
 
 def _no_stats() -> Mapping[str, Mapping[str, Any]]:
     return {}
+
+
+def _no_events(event: InputEvent) -> None:
+    pass
 
 
 def _age(seconds: float) -> str:
@@ -92,7 +87,9 @@ def _age(seconds: float) -> str:
 
 
 class MqttSink:
-    """The daemon's `ReadingSink` (and `ReportsStatus`) for MQTT; see the module docstring."""
+    """The daemon's MQTT output (and `ReportsStatus`); see the module docstring."""
+
+    name = "mqtt"
 
     def __init__(
         self,
@@ -101,28 +98,12 @@ class MqttSink:
         *,
         health_source: HealthSource | None = None,
         publish_intervals: Mapping[str, float] | None = None,
-        homeassistant: HomeAssistantSettings | None = None,
-        site: SiteSettings | None = None,
-        meters: Sequence[MeterSpec] = (),
-        tariff_labels: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.mqtt = mqtt
         self.buffer = buffer
         self.topics = Topics(mqtt.topic_prefix)
-        # Discovery only when asked for; the energy views whenever the meters are known.
-        self.announcer: DiscoveryAnnouncer | None = None
-        if homeassistant is not None and homeassistant.discovery:
-            self.announcer = DiscoveryAnnouncer(
-                homeassistant, self.topics, tariff_labels=tariff_labels
-            )
-        self.tracker: EnergyTracker | None = None
-        if meters:
-            self.tracker = EnergyTracker(site or SiteSettings(), meters, mqtt.topic_prefix)
-        self.state_dir = Path(buffer.path).parent / STATE_FOLDER
-        self._unsaved_days: dict[str, bytes] = {}  # under _accept_lock
-        self._state_failed_at: dict[str, float] = {}
-        self._last_connection_check = float("-inf")
-        self.extras_failed = 0  # readings discovery or the energy views failed on (bugs)
+        self._events: EventSink = _no_events
+        self._was_connected = False
         self._health_source = health_source or _no_stats
         self._throttle: Throttle[MeterReading] = Throttle(publish_intervals or {})
         self._wake = threading.Event()
@@ -149,25 +130,22 @@ class MqttSink:
 
     @classmethod
     def from_config(cls, config: Config, *, health_source: HealthSource | None = None) -> MqttSink:
-        """The sink for a whole configuration: publishing, discovery and energy views."""
+        """The MQTT output for a whole configuration (readings and documents; the views
+        that make documents are built by `p1daemon.daemon.builder`)."""
         return cls(
             config.mqtt,
             config.buffer,
             health_source=health_source,
             publish_intervals={m.name: m.publish_interval_s for m in config.meters},
-            homeassistant=config.homeassistant,
-            site=config.site,
-            meters=[
-                MeterSpec(m.name, m.role, m.ean, m.export_limit_kw, m.export_limit_hold_s)
-                for m in config.meters
-            ],
-            tariff_labels={m.name: m.tariff_labels for m in config.meters},
         )
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, subscriptions: Sequence[str] = (), events: EventSink | None = None) -> None:
         """Open the outbox and schedule the broker connection; returns without waiting for it.
+
+        `subscriptions`: topics to subscribe to on every connection (their messages go to
+        `events` as `BrokerMessage`s, as do connections made and lost).
 
         Raises OutboxUnavailable (the outbox path cannot be used at all: permissions, a
         missing mount) or client.MqttSetupError (unreadable CA, key or password file); both
@@ -176,11 +154,14 @@ class MqttSink:
         """
         if self._worker is not None:
             raise RuntimeError("MqttSink.start() called twice")
+        if events is not None:
+            self._events = events
         self._started_mono = time.monotonic()
         self.outbox.open()
-        subscriptions = [self.announcer.ha_status_topic] if self.announcer is not None else []
         try:
-            link = BrokerLink(self.mqtt, self.topics, self._wake.set, subscriptions=subscriptions)
+            link = BrokerLink(
+                self.mqtt, self.topics, self._wake.set, subscriptions=list(subscriptions)
+            )
         except Exception:
             self.outbox.close()
             raise
@@ -195,24 +176,31 @@ class MqttSink:
         )
         if self.outbox.rows:
             log.info("outbox %s holds %d queued readings", self.outbox.path, self.outbox.rows)
-        if self.tracker is not None:
-            self._restore_days(self.tracker)
-            with self._accept_lock:
-                for message in self.tracker.initial():
-                    self._route(message, None)
         self._worker = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
         self._worker.start()
         link.start()
 
+    def make_room(self) -> None:
+        """Back-pressure for a producer faster than the broker; call before `on_reading`
+        (and outside any lock that the publisher's worker could need)."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            raise RuntimeError("MqttSink.submit() before start()")
+        pipeline.wait_for_room()
+
     def submit(self, reading: MeterReading) -> None:
         """Accept one reading (thread-safe). Once this returns the reading is the sink's."""
+        self.make_room()
+        self.on_reading(reading)
+
+    def on_reading(self, reading: MeterReading) -> None:
+        """`submit` without the back-pressure wait (the dispatcher calls `make_room`)."""
         pipeline = self.pipeline
         if pipeline is None:
             raise RuntimeError("MqttSink.submit() before start()")
         meter = reading.meter
         if meter in RESERVED_METER_NAMES:
             raise ValueError(f"meter name {meter!r} is reserved for the daemon's own topics")
-        pipeline.wait_for_room()
         now = time.monotonic()
         with self._accept_lock:
             if self._closed:
@@ -222,54 +210,35 @@ class MqttSink:
             if admitted is not None:
                 # Serialised under the lock so that readings of one meter keep their order.
                 pipeline.accept(meter, admitted.model_dump_json().encode())
-            # Under the same lock: a document goes into the outbox right after the reading
-            # that closed its period, and newest-wins state is queued in the order made.
-            self._extras(reading, pipeline)
         self._wake.set()
 
-    def _extras(self, reading: MeterReading, pipeline: Pipeline) -> None:
-        """Discovery configs and energy documents for one reading (caller holds the lock).
+    def on_documents(self, documents: Sequence[Document]) -> None:
+        """Records into the outbox in this order; retained state newest-wins."""
+        pipeline = self.pipeline
+        if pipeline is None:
+            raise RuntimeError("MqttSink.on_documents() before start()")
+        with self._accept_lock:
+            if self._closed:
+                log.warning("%d document(s) after the MQTT sink stopped: not sent", len(documents))
+                return
+            for document in documents:
+                if document.record:
+                    pipeline.accept_document(document.topic, document.payload)
+                else:
+                    pipeline.queue_side(document.topic, document.payload)
+        self._wake.set()
 
-        The reading itself is accepted already: a bug in either must not cost it, nor
-        stop the other one."""
-        if self.announcer is not None:
-            try:
-                configs = self.announcer.on_reading(reading)
-                # Recorded by the announcer first, then queued only while connected: a
-                # connection made after this check announces everything recorded, so
-                # queuing them now as well would send each config twice at start-up.
-                link = self.link
-                if configs and link is not None and link.connected:
-                    self._announce(configs)
-            except Exception:
-                self._extras_failed(reading, "Home Assistant discovery")
-        if self.tracker is not None:
-            try:
-                for message in self.tracker.on_reading(reading, now=datetime.now(UTC)):
-                    self._route(message, reading.meter)
-            except Exception:
-                self._extras_failed(reading, "the energy views")
-
-    def _extras_failed(self, reading: MeterReading, what: str) -> None:
-        self.extras_failed += 1
-        if self.extras_failed == 1 or self.extras_failed % 10_000 == 0:
-            log.exception(
-                "meter %s: %s failed on a reading (%d failures so far; logged again every 10,000)",
-                reading.meter,
-                what,
-                self.extras_failed,
-            )
-
-    def _route(self, message: Outgoing, meter: str | None) -> None:
-        """Records through the outbox, state newest-wins (caller holds the lock)."""
-        pipeline, tracker = self.pipeline, self.tracker
-        assert pipeline is not None and tracker is not None
-        if message.durable:
-            pipeline.accept_document(message.topic, message.payload)
-            if meter is not None and message.topic == tracker.topics.day(meter):
-                self._unsaved_days[meter] = message.payload
-        else:
-            pipeline.queue_side(message.topic, message.payload)
+    def apply_config(self, config: Config) -> None:
+        """On reload: new publishing intervals apply at once; `[mqtt]` and `[buffer]`
+        (and a changed set of subscriptions) only after a restart."""
+        intervals = {m.name: m.publish_interval_s for m in config.meters}
+        pipeline = self.pipeline
+        with self._accept_lock:
+            for reading in self._throttle.set_intervals(intervals):
+                if pipeline is not None and not self._closed:
+                    pipeline.accept(reading.meter, reading.model_dump_json().encode())
+        if config.mqtt != self.mqtt or config.buffer != self.buffer:
+            log.warning("changes to [mqtt] and [buffer] take effect after a restart")
 
     def stop(self, timeout: float = 8.0) -> None:
         """Persist everything unacknowledged, publish `offline`, disconnect; within `timeout`."""
@@ -357,11 +326,12 @@ class MqttSink:
                 sleep = pipeline.step()
                 if pipeline.new_connection:
                     pipeline.new_connection = False
+                    self._was_connected = True
                     self._queue_health(force=True)
-                    self._announce(self.announcer.on_connected() if self.announcer else [])
+                    self._events(BrokerConnected())
                     continue
                 sleep = min(sleep, self._health_round())
-                sleep = min(sleep, self._energy_round())
+                self._report_inputs()
                 due = self._throttle_due()
                 if due is not None:
                     sleep = min(sleep, max(0.0, due - time.monotonic()))
@@ -424,115 +394,18 @@ class MqttSink:
         if force:
             self._last_health = time.monotonic()
 
-    # -- discovery and energy views (worker thread) -------------------------------------------
+    # -- what the processors hear of (worker thread) ---------------------------------------
 
-    def _announce(self, configs: Sequence[DiscoveryMessage]) -> None:
-        pipeline = self.pipeline
-        assert pipeline is not None
-        for config in configs:
-            pipeline.queue_side(config.topic, compact_json(config.payload))
-
-    def _energy_round(self) -> float:
-        """Home Assistant's status messages, the periodic connection document, and the
-        saved day states; returns how long this may wait."""
+    def _report_inputs(self) -> None:
+        """A lost connection and the messages on subscribed topics, as input events."""
         link = self.link
         assert link is not None
+        if self._was_connected and not link.connected:
+            self._was_connected = False
+            self._events(BrokerDisconnected())
         while link.messages:
             topic, payload = link.messages.popleft()
-            announcer = self.announcer
-            if announcer is not None and topic == announcer.ha_status_topic:
-                configs = announcer.on_ha_status(payload)
-                if configs:
-                    log.info(
-                        "Home Assistant is online: announcing %d discovery configs again",
-                        len(configs),
-                    )
-                self._announce(configs)
-        tracker = self.tracker
-        if tracker is None:
-            return _CONNECTION_CHECK_S
-        now = time.monotonic()
-        if now - self._last_connection_check >= _CONNECTION_CHECK_S:
-            self._last_connection_check = now
-            pipeline = self.pipeline
-            assert pipeline is not None
-            with self._accept_lock:
-                message = tracker.connection_due(datetime.now(UTC))
-                if message is not None and not self._closed:
-                    pipeline.queue_side(message.topic, message.payload)
-        self._save_days()
-        return max(0.0, self._last_connection_check + _CONNECTION_CHECK_S - now)
-
-    def _day_state_path(self, meter: str) -> Path:
-        return self.state_dir / f"{meter}-day.json"
-
-    def _save_days(self, *, force: bool = False) -> None:
-        """Write each meter's newest running-day document, atomically (temp + rename).
-
-        About once a quarter-hour per meter, so the SD card hardly notices; a failure is
-        logged once and retried a minute later (the document is also on the broker)."""
-        with self._accept_lock:
-            if not self._unsaved_days:
-                return
-            todo = dict(self._unsaved_days)
-        now = time.monotonic()
-        for meter, payload in todo.items():
-            failed_at = self._state_failed_at.get(meter)
-            if not force and failed_at is not None and now - failed_at < _STATE_RETRY_S:
-                continue
-            path = self._day_state_path(meter)
-            temporary = path.with_name(path.name + ".tmp")
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with temporary.open("wb") as handle:
-                    handle.write(payload)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, path)
-            except OSError as exc:
-                if failed_at is None:
-                    log.warning(
-                        "meter %s: cannot save the running day to %s: %s (retrying; a "
-                        "restart meanwhile starts the day view over)",
-                        meter,
-                        path,
-                        exc,
-                    )
-                self._state_failed_at[meter] = now
-                continue
-            if failed_at is not None:
-                log.info("meter %s: the running day is saved to %s again", meter, path)
-                del self._state_failed_at[meter]
-            with self._accept_lock:
-                if self._unsaved_days.get(meter) is payload:
-                    del self._unsaved_days[meter]
-
-    def _save_running_days(self) -> None:
-        """At stop: the days as booked up to the last reading, not the last quarter-hour."""
-        try:
-            if self.tracker is not None:
-                running = self.tracker.running_days()
-                with self._accept_lock:
-                    self._unsaved_days.update(running)
-            self._save_days(force=True)
-        except Exception:  # never in the way of the outbox and the `offline` message
-            log.exception("could not save the running days of the energy views")
-
-    def _restore_days(self, tracker: EnergyTracker) -> None:
-        """Continue each meter's day from its saved document (before any reading)."""
-        for meter in tracker.meter_names:
-            path = self._day_state_path(meter)
-            try:
-                saved = path.read_bytes()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                log.warning("meter %s: cannot read the saved day %s: %s", meter, path, exc)
-                continue
-            if tracker.restore(meter, saved):
-                log.info("meter %s: the day view continues from %s", meter, path)
-            else:
-                log.info("meter %s: the saved day in %s does not fit; not used", meter, path)
+            self._events(BrokerMessage(topic, payload))
 
     def _oldest_age(self) -> float | None:
         pipeline = self.pipeline
@@ -561,7 +434,6 @@ class MqttSink:
                 for reading in held:
                     pipeline.accept(reading.meter, reading.model_dump_json().encode())
             unsaved = pipeline.persist_everything()
-            self._save_running_days()
             if unsaved:
                 log.error(
                     "could not write %d unacknowledged readings to the outbox %s; they are lost",

@@ -63,6 +63,29 @@ class Throttle(Generic[_T]):
         dues = [slot.next_due for slot in self._slots.values() if slot.held is not None]
         return min(dues) if dues else None
 
+    def set_intervals(self, intervals: Mapping[str, float]) -> list[_T]:
+        """New intervals (a reload); returns what a meter no longer throttled was holding,
+        to be accepted now. A meter whose interval is unchanged keeps its slot."""
+        released: list[_T] = []
+        slots: dict[str, _Slot[_T]] = {}
+        for meter, interval in intervals.items():
+            if interval < 0:
+                raise ValueError(f"publish_interval_s for {meter!r} must be >= 0, got {interval}")
+        for meter, slot in self._slots.items():
+            interval = intervals.get(meter, 0.0)
+            if interval == slot.interval:
+                slots[meter] = slot
+            elif interval > 0:
+                slot.interval = interval
+                slots[meter] = slot
+            elif slot.held is not None:
+                released.append(slot.held)
+        for meter, interval in intervals.items():
+            if interval > 0 and meter not in slots:
+                slots[meter] = _Slot(interval)
+        self._slots = slots
+        return released
+
     def release_all(self) -> list[_T]:
         """Everything held, regardless of time: used at stop so nothing accepted is lost."""
         out = [slot.held for slot in self._slots.values() if slot.held is not None]

@@ -27,8 +27,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from p1daemon.energy.samples import reading_time
 from p1daemon.reading.meter import MeterReading
+from p1daemon.views.energy.samples import reading_time
 
 
 class ExportLimitAlert(BaseModel):

@@ -13,22 +13,22 @@ The MQTT layer drives this object and publishes what it returns (retained, QoS 1
 
 A register that stops appearing keeps its entity (and its config in re-announcements):
 deleting it would throw away the entity's history because of one short telegram or an
-M-Bus device that missed a reading. Entities of a metering point that is removed from
-the configuration are left to the user (Home Assistant can delete an MQTT device).
+M-Bus device that missed a reading. The entities of a meter removed from the
+configuration by a reload are removed (`reconfigure`: empty retained configs).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
-from p1daemon.homeassistant.discovery import DiscoveryMessage, discovery_messages
-from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.topics import Topics
 from p1daemon.reading.meter import MeterReading
+from p1daemon.views.homeassistant.discovery import DiscoveryMessage, discovery_messages
+from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 HA_ONLINE = "online"
 
@@ -153,6 +153,29 @@ class DiscoveryAnnouncer:
                 self._announced[unique_id] = updated
                 out.append(updated)
         return out
+
+    def reconfigure(
+        self, meters: Collection[str], tariff_labels: Mapping[str, Mapping[str, str]]
+    ) -> list[str]:
+        """A reload: the configured meters are now `meters`. Returns the config topics of
+        the entities of meters no longer configured (publish an empty retained payload on
+        each to remove them from Home Assistant); they are no longer announced. A meter
+        whose tariff labels changed is announced afresh at its next reading."""
+        with self._lock:
+            gone = [m for m in self._shapes if m not in meters]
+            for meter, labels in tariff_labels.items():
+                if self._labels.get(meter, {}) != labels:
+                    self._shapes.pop(meter, None)
+            self._labels = dict(tariff_labels)
+            removed = []
+            state_topics = {self.topics.latest(meter) for meter in gone}
+            for unique_id, message in list(self._announced.items()):
+                if message.payload["state_topic"] in state_topics:
+                    del self._announced[unique_id]
+                    removed.append(message.topic)
+            for meter in gone:
+                del self._shapes[meter]
+            return removed
 
     def on_ha_status(self, payload: bytes | str) -> list[DiscoveryMessage]:
         text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload

@@ -39,9 +39,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from p1daemon.energy.clock import day_bounds, local, local_date, quarter_end, quarter_start
-from p1daemon.energy.documents import DayDoc, Energy, Gap, QuarterDoc
-from p1daemon.energy.samples import (
+from p1daemon.reading.meter import MeterReading, Role
+from p1daemon.views.energy.clock import day_bounds, local, local_date, quarter_end, quarter_start
+from p1daemon.views.energy.documents import DayDoc, Energy, Gap, QuarterDoc
+from p1daemon.views.energy.samples import (
     Key,
     Sample,
     energy_of,
@@ -50,8 +51,7 @@ from p1daemon.energy.samples import (
     state_of,
     totals_of,
 )
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.reading.meter import MeterReading, Role
+from p1daemon.views.energy.settings import SiteSettings
 
 # One register step of the coarsest meters (some DSMR 2.2 meters count whole kWh): a jump
 # this small is never a replaced meter, even across a one-second interval.

@@ -32,12 +32,12 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from p1daemon.energy.documents import DayDoc, QuarterDoc
-from p1daemon.energy.export_cap import ExportLimitMonitor
-from p1daemon.energy.settings import SiteSettings
-from p1daemon.energy.site import MeterState, connection_document
-from p1daemon.energy.view import EnergyView
 from p1daemon.reading.meter import MeterReading, Role
+from p1daemon.views.energy.documents import DayDoc, QuarterDoc
+from p1daemon.views.energy.export_cap import ExportLimitMonitor
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.energy.site import MeterState, connection_document
+from p1daemon.views.energy.view import EnergyView
 
 log = logging.getLogger("p1daemon.energy")
 
@@ -112,14 +112,35 @@ class EnergyTracker:
         self.topics = EnergyTopics(topic_prefix)
         self.connection_interval_s = connection_interval_s
         self._lock = threading.Lock()
-        self._meters: dict[str, _Meter] = {}
-        for spec in meters:
-            cap = None
-            if spec.export_limit_kw is not None:
-                cap = ExportLimitMonitor(spec.name, spec.export_limit_kw, spec.export_limit_hold_s)
-            view = EnergyView(spec.name, spec.role, spec.ean, site)
-            self._meters[spec.name] = _Meter(spec, view, cap)
+        self._meters: dict[str, _Meter] = {spec.name: self._new_meter(spec) for spec in meters}
         self._last_connection: datetime | None = None
+
+    def _new_meter(self, spec: MeterSpec) -> _Meter:
+        cap = None
+        if spec.export_limit_kw is not None:
+            cap = ExportLimitMonitor(spec.name, spec.export_limit_kw, spec.export_limit_hold_s)
+        return _Meter(spec, EnergyView(spec.name, spec.role, spec.ean, self.site), cap)
+
+    def reconfigure(self, site: SiteSettings, meters: Sequence[MeterSpec]) -> list[str]:
+        """A reload: meters whose spec (and the site) are unchanged keep their running
+        quarter and day; the others start over (their `restore` may follow). Returns the
+        names of the meters that start over, new ones included."""
+        if any(spec.name == SITE_LEVEL for spec in meters):
+            raise ValueError(f"a meter may not be called {SITE_LEVEL!r} (topic {SITE_LEVEL}/...)")
+        with self._lock:
+            site_changed = site != self.site
+            self.site = site
+            kept: dict[str, _Meter] = {}
+            fresh = []
+            for spec in meters:
+                known = self._meters.get(spec.name)
+                if known is not None and known.spec == spec and not site_changed:
+                    kept[spec.name] = known
+                else:
+                    kept[spec.name] = self._new_meter(spec)
+                    fresh.append(spec.name)
+            self._meters = kept
+            return fresh
 
     @property
     def meter_names(self) -> list[str]:
@@ -203,14 +224,14 @@ class EnergyTracker:
                 return None
             return self._connection(now)
 
-    def initial(self) -> list[Outgoing]:
+    def initial(self, meters: Sequence[str] | None = None) -> list[Outgoing]:
         """Inactive export-limit documents, to publish once at start-up so a retained
-        alert from before a restart does not stay up forever."""
+        alert from before a restart does not stay up forever (`meters`: only these)."""
         with self._lock:
             return [
                 Outgoing(self.topics.export_alert(name), _json(state.cap.state()), True)
                 for name, state in self._meters.items()
-                if state.cap is not None
+                if state.cap is not None and (meters is None or name in meters)
             ]
 
     def _connection(self, now: datetime) -> Outgoing:

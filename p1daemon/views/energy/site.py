@@ -31,9 +31,9 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from p1daemon.energy.documents import DayDoc, QuarterDoc
-from p1daemon.energy.settings import SiteSettings, Topology
 from p1daemon.reading.meter import MeterReading, Role
+from p1daemon.views.energy.documents import DayDoc, QuarterDoc
+from p1daemon.views.energy.settings import SiteSettings, Topology
 
 
 class _Doc(BaseModel):

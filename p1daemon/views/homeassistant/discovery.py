@@ -26,12 +26,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from p1daemon import __version__
-from p1daemon.homeassistant.entities import Entity, mbus_entities, mbus_label, meter_entities
-from p1daemon.homeassistant.ids import entity_slug, topic_safe
-from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.topics import Topics
 from p1daemon.reading.meter import MeterReading
 from p1daemon.reading.model import MbusDevice
+from p1daemon.views.homeassistant.entities import Entity, mbus_entities, mbus_label, meter_entities
+from p1daemon.views.homeassistant.ids import entity_slug, topic_safe
+from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 ORIGIN = {
     "name": "p1daemon",

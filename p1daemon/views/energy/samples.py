@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from p1daemon.energy.documents import Energy, RegisterState
 from p1daemon.reading.meter import MeterReading
+from p1daemon.views.energy.documents import Energy, RegisterState
 
 Direction = Literal["import", "export"]
 DIRECTIONS: tuple[Direction, ...] = ("import", "export")

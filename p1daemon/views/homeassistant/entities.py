@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from p1daemon.homeassistant import templates
-from p1daemon.homeassistant.units import fits, ha_unit
 from p1daemon.reading.model import MbusDevice, Reading
+from p1daemon.views.homeassistant import templates
+from p1daemon.views.homeassistant.units import fits, ha_unit
 
 DIAGNOSTIC = "diagnostic"
 _PHASES = ("l1", "l2", "l3")

@@ -1,0 +1,314 @@
+"""`Dispatcher`: the one place a reading goes after its reader accepted it.
+
+    dispatcher = Dispatcher(processors, outputs)   # usually built by daemon/builder.py
+    dispatcher.start()            # outputs, then processors (restored state, first documents)
+    dispatcher.submit(reading)    # from any reader thread (it is the daemon's ReadingSink)
+    dispatcher.stop(timeout)      # processors persist, outputs deliver the rest
+
+For each reading, on the reader's thread and under one lock (so readings of one meter
+keep their order and a record follows the reading that produced it): every output gets
+the reading, then every processor, and every output gets what each processor made of it.
+A worker of the dispatcher's own gives the processors their tick (about once a second)
+and the outputs' input events (a broker connection, Home Assistant's `online`), so none
+of that runs on an output's thread or waits for a reader.
+
+A processor that raises is logged (once, then every 10,000th time) and counted in
+`failures`; the reading is already with the outputs and the other processors still get
+it. An output that raises on a reading refuses it: the reader sees the error, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from p1daemon.daemon.processor import (
+    BrokerConnected,
+    BrokerDisconnected,
+    Document,
+    HasBackPressure,
+    InputEvent,
+    Output,
+    Processor,
+    Subscribes,
+)
+from p1daemon.daemon.sink import ReportsStatus
+from p1daemon.reading.meter import MeterReading
+
+if TYPE_CHECKING:
+    from p1daemon.config.model import Config
+
+log = logging.getLogger("p1daemon.dispatch")
+
+TICK_S = 1.0
+_LOG_EVERY = 10_000
+
+
+class DispatcherClosed(RuntimeError):
+    """`submit` after `stop`: the reader should have been stopped first."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Dispatcher:
+    """See the module docstring. Also the daemon's `ReportsStatus` and `Reconfigurable`."""
+
+    def __init__(
+        self,
+        processors: Sequence[Processor],
+        outputs: Sequence[Output],
+        *,
+        tick_s: float = TICK_S,
+        clock: Callable[[], datetime] = _utc_now,
+        reconfigure: Callable[[Dispatcher, Config], None] | None = None,
+    ) -> None:
+        self._processors: list[Processor] = list(processors)
+        self.outputs: tuple[Output, ...] = tuple(outputs)
+        # Outputs with back-pressure (the MQTT sink's memory budget) wait outside the lock.
+        self._room: list[Callable[[], None]] = [
+            o.make_room for o in self.outputs if isinstance(o, HasBackPressure)
+        ]
+        self._tick_s = tick_s
+        self._clock = clock
+        self._reconfigure = reconfigure
+        self.lock = threading.RLock()  # every processor call, every delivery
+        self._events: queue.SimpleQueue[InputEvent] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._last_round = time.monotonic()
+        self._closed = False
+        self.broker_connected = False  # as the outputs last reported it
+        self.failures: dict[str, int] = {}  # processor name -> calls that raised
+
+    # -- what the builder and tests may look at ----------------------------------------------
+
+    @property
+    def processors(self) -> tuple[Processor, ...]:
+        with self.lock:
+            return tuple(self._processors)
+
+    def processor(self, name: str) -> Processor:
+        for processor in self.processors:
+            if processor.name == name:
+                return processor
+        raise KeyError(name)
+
+    def output(self, name: str) -> Output:
+        for output in self.outputs:
+            if output.name == name:
+                return output
+        raise KeyError(name)
+
+    @property
+    def processor_failures(self) -> int:
+        return sum(self.failures.values())
+
+    def subscriptions(self) -> list[str]:
+        topics: list[str] = []
+        for processor in self.processors:
+            if isinstance(processor, Subscribes):
+                topics.extend(t for t in processor.subscriptions() if t not in topics)
+        return topics
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Outputs first (so the processors' first documents have somewhere to go)."""
+        if self._worker is not None:
+            raise RuntimeError("Dispatcher.start() called twice")
+        subscriptions = self.subscriptions()
+        started: list[Output] = []
+        try:
+            for output in self.outputs:
+                output.start(subscriptions, self.post)
+                started.append(output)
+        except Exception:
+            for output in reversed(started):
+                output.stop(1.0)
+            raise
+        with self.lock:
+            for processor in self._processors:
+                self._deliver(self._call(processor, "start", processor.start))
+        self._worker = threading.Thread(target=self._run, name="dispatcher", daemon=True)
+        self._worker.start()
+
+    def submit(self, reading: MeterReading) -> None:
+        """One accepted reading, from any reader thread; once this returns it is delivered
+        to every output (which owns it from then on) and seen by every processor."""
+        for make_room in self._room:  # back-pressure, outside the lock
+            make_room()
+        now = self._clock()
+        with self.lock:
+            if self._closed:
+                raise DispatcherClosed("the daemon's outputs are stopped")
+            for output in self.outputs:
+                output.on_reading(reading)
+            for processor in self._processors:
+                try:
+                    documents = processor.on_reading(reading, now)
+                except Exception:
+                    self._failed(processor, f"meter {reading.meter}", "on a reading")
+                    continue
+                if documents:
+                    self._deliver(documents)
+
+    def post(self, event: InputEvent) -> None:
+        """An output's input event (thread-safe, never blocks); handled by the worker."""
+        self._events.put(event)
+        self._wake.set()
+
+    def stop(self, timeout: float = 8.0) -> None:
+        """After the readers: processors persist and send their last documents, then the
+        outputs deliver or persist everything, within `timeout` altogether."""
+        deadline = time.monotonic() + timeout
+        worker = self._worker
+        if worker is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        worker.join(min(1.0, timeout / 4))
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+            for processor in self._processors:
+                self._deliver(self._call(processor, "stop", processor.stop))
+        for output in self.outputs:
+            try:
+                output.stop(max(0.5, deadline - time.monotonic()))
+            except Exception as exc:
+                log.error("stopping output %s failed: %s: %s", output.name, type(exc).__name__, exc)
+
+    # -- reload (driven by the builder) ------------------------------------------------------
+
+    def apply_config(self, config: Config) -> None:
+        """`Reconfigurable` for the daemon: the builder decides what to rebuild."""
+        if self._reconfigure is None:
+            log.warning("this daemon cannot apply a new configuration to its views; restart it")
+            return
+        self._reconfigure(self, config)
+
+    def replace_processors(self, processors: Sequence[Processor]) -> None:
+        """Install the builder's new processor list (caller holds `lock`). A processor new
+        to the list hears of a broker connection that already exists."""
+        known = {id(p) for p in self._processors}
+        self._processors = list(processors)
+        for processor in self._processors:
+            if id(processor) in known:
+                continue
+            self._deliver(self._call(processor, "start", processor.start))
+            if self.broker_connected:
+                self._event_to(processor, BrokerConnected())
+
+    def deliver(self, documents: Sequence[Document]) -> None:
+        with self.lock:
+            self._deliver(documents)
+
+    def call(
+        self,
+        processor: Processor,
+        what: str,
+        method: Callable[..., Sequence[Document]],
+        *args: Any,
+    ) -> Sequence[Document]:
+        """Call a processor method the failure-safe way (caller holds `lock`)."""
+        return self._call(processor, what, method, *args)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> str:
+        parts = [o.status() for o in self.outputs if isinstance(o, ReportsStatus)]
+        return ", ".join(p for p in parts if p)
+
+    def healthy(self) -> bool:
+        worker = self._worker
+        if (
+            worker is not None
+            and not self._stopping.is_set()
+            and (not worker.is_alive() or time.monotonic() - self._last_round > 30.0)
+        ):
+            return False
+        return all(o.healthy() for o in self.outputs if isinstance(o, ReportsStatus))
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self._tick_s
+        while not self._stopping.is_set():
+            self._last_round = time.monotonic()
+            try:
+                self._handle_events()
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self._tick_s
+                    now = self._clock()
+                    with self.lock:
+                        if self._closed:
+                            return
+                        for processor in self._processors:
+                            self._deliver(self._call(processor, "tick", processor.on_tick, now))
+            except Exception:  # a bug here must not end the ticks
+                log.exception("dispatcher round failed; retrying")
+            self._wake.wait(max(0.0, next_tick - time.monotonic()))
+            self._wake.clear()
+
+    def _handle_events(self) -> None:
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            with self.lock:
+                if self._closed:
+                    return
+                if isinstance(event, BrokerConnected):
+                    self.broker_connected = True
+                elif isinstance(event, BrokerDisconnected):
+                    self.broker_connected = False
+                for processor in self._processors:
+                    self._event_to(processor, event)
+
+    def _event_to(self, processor: Processor, event: InputEvent) -> None:
+        self._deliver(self._call(processor, "event", processor.on_event, event))
+
+    def _call(
+        self,
+        processor: Processor,
+        what: str,
+        method: Callable[..., Sequence[Document]],
+        *args: Any,
+    ) -> Sequence[Document]:
+        try:
+            return method(*args)
+        except Exception:
+            self._failed(processor, "", f"in {what}")
+            return ()
+
+    def _deliver(self, documents: Sequence[Document]) -> None:
+        if not documents:
+            return
+        for output in self.outputs:
+            try:
+                output.on_documents(documents)
+            except Exception:
+                log.exception("output %s failed on %d document(s)", output.name, len(documents))
+
+    def _failed(self, processor: Processor, where: str, when: str) -> None:
+        name = processor.name
+        count = self.failures[name] = self.failures.get(name, 0) + 1
+        if count == 1 or count % _LOG_EVERY == 0:
+            label: Any = getattr(processor, "label", name)
+            log.exception(
+                "%s%s failed %s (%d failures so far; logged again every 10,000)",
+                f"{where}: " if where else "",
+                label,
+                when,
+                count,
+            )

@@ -1,0 +1,151 @@
+"""What flows between the dispatcher, processors and outputs: the small contracts.
+
+A reading takes one path: readers -> `Dispatcher` -> every processor and every output.
+
+- A **processor** (`views/...`: the energy views, Home Assistant discovery, later the
+  settlement history) turns readings into `Document`s and keeps its own state. It never
+  publishes, opens a socket or knows which outputs exist.
+- An **output** (the MQTT sink, the stdout JSON Lines writer, later the TCP fan-out)
+  delivers readings and documents and knows nothing of what produced them. What it hears
+  from the outside world (a broker connection, a message on a subscribed topic) goes back
+  to the processors as an `InputEvent`, through the dispatcher.
+
+The dispatcher calls every processor method under one lock, so a processor sees one call
+at a time and its documents reach the outputs in the order it made them (a record right
+after the reading that closed its period). That lock is taken by the reader threads:
+processor methods must be cheap and must not touch the disk or the network. A processor
+with slow work (saving its state) does it on a thread of its own and persists the rest
+in `stop`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from p1daemon.reading.meter import MeterReading
+
+if TYPE_CHECKING:
+    from p1daemon.config.model import Config
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One message a processor wants delivered (MQTT: retained, at the configured QoS).
+
+    `record`: True for a durable record (a closed quarter-hour, a day, an alert) that a
+    subscriber storing them needs every one of, in order, across outages and restarts:
+    the MQTT output sends it through its outbox. False for retained state (a discovery
+    config, the site connection document) where the newest per topic wins.
+    """
+
+    topic: str  # the full MQTT topic
+    payload: bytes
+    record: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConnected:
+    """A new broker connection: retained state a broker may have forgotten goes out again."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerDisconnected:
+    """The broker connection is gone (until the next `BrokerConnected`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerMessage:
+    """A message on a topic some processor subscribes to (`Subscribes.subscriptions`)."""
+
+    topic: str
+    payload: bytes
+
+
+InputEvent = BrokerConnected | BrokerDisconnected | BrokerMessage
+EventSink = Callable[[InputEvent], None]
+
+
+class Processor(Protocol):
+    """Readings in, documents out; see the module docstring for the threading rules."""
+
+    name: str
+
+    def start(self) -> Sequence[Document]:
+        """Restore own state (before any reading); the documents to send at start-up."""
+        ...
+
+    def on_reading(self, reading: MeterReading, now: datetime) -> Sequence[Document]:
+        """Every accepted reading, before any throttling, in meter order (`now`: UTC)."""
+        ...
+
+    def on_tick(self, now: datetime) -> Sequence[Document]:
+        """About once a second, from the dispatcher's worker (`now`: UTC)."""
+        ...
+
+    def on_event(self, event: InputEvent) -> Sequence[Document]:
+        """A broker connection came or went, or a message on a subscribed topic arrived."""
+        ...
+
+    def stop(self) -> Sequence[Document]:
+        """After the last reading: persist own state; the last documents to send."""
+        ...
+
+
+@runtime_checkable
+class Subscribes(Protocol):
+    """A processor that needs messages from the broker (Home Assistant's `online`)."""
+
+    def subscriptions(self) -> Sequence[str]: ...
+
+
+@runtime_checkable
+class Reloadable(Protocol):
+    """A processor that can take a new configuration in place, keeping its state. It
+    returns None when it cannot take this one: the builder then rebuilds it (`stop` on
+    the old one, `start` on a new one), as it does for a processor without `on_reload`."""
+
+    def on_reload(self, config: Config) -> Sequence[Document] | None: ...
+
+
+class Output(Protocol):
+    """Delivers readings and documents. `on_reading` may block briefly (back-pressure)
+    and may raise: the reading is then refused, and the reader handles that as today."""
+
+    name: str
+
+    def start(self, subscriptions: Sequence[str], events: EventSink) -> None:
+        """Open what is needed (never wait for a broker); report events to `events`."""
+        ...
+
+    def on_reading(self, reading: MeterReading) -> None: ...
+
+    def on_documents(self, documents: Sequence[Document]) -> None: ...
+
+    def stop(self, timeout: float) -> None:
+        """After the last reading and document: persist or deliver the rest, disconnect."""
+        ...
+
+
+@runtime_checkable
+class HasBackPressure(Protocol):
+    """An output that may make a fast producer wait (before the dispatcher's lock)."""
+
+    def make_room(self) -> None: ...
+
+
+__all__ = [
+    "BrokerConnected",
+    "BrokerDisconnected",
+    "BrokerMessage",
+    "Document",
+    "EventSink",
+    "HasBackPressure",
+    "InputEvent",
+    "Output",
+    "Processor",
+    "Reloadable",
+    "Subscribes",
+]
