@@ -30,10 +30,10 @@ from p1daemon.cli import main
 from p1daemon.config import load_config
 from p1daemon.config.model import MeterConfig
 from p1daemon.daemon.app import Daemon
-from p1daemon.views.energy.settings import SiteSettings
-from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.service.redact import MIN_SECRET_LENGTH, Redactor
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 REPO = Path(__file__).resolve().parents[1]
 ONE_METER = '[[meters]]\nname = "house"\nsource = "replay:house.txt"\n'
