@@ -3,7 +3,6 @@ retained, once per transition, and none lost while the broker is down."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
