@@ -245,3 +245,39 @@ def test_shared_emucs_spec_example_three_entries() -> None:
         (2.589 + 3.695 + 5.98 + 4.318) / 4, abs=1e-4
     )
     assert update.state.rolling.months == 4
+
+
+def test_first_reading_mid_quarter_assumes_its_power_for_the_unseen_start() -> None:
+    watch = CapacityWatch("house", None, ZONE)
+    update = watch.feed(stream()[0])  # 23:44:00, 1.08 kW, the quarter began at 23:30
+    assert update is not None
+    q = update.state.quarter
+    assert q.complete is False
+    assert q.computed_average_kw == pytest.approx(1.08)
+    assert q.projected_kw == pytest.approx(1.08)
+    assert q.energy_kwh == pytest.approx(1.08 * 840 / 3600, abs=1e-6)
+
+
+def test_reload_keeps_unchanged_meters_and_withdraws_a_changed_meters_warning() -> None:
+    from p1daemon.config import Config
+
+    def config(**meter: object) -> Config:
+        return Config.model_validate(
+            {
+                "site": {"timezone": "Europe/Brussels"},
+                "meters": [{"name": "house", "source": "socket://127.0.0.1:9001", **meter}],
+            }
+        )
+
+    processor = CapacityProcessor.from_config(config())
+    items = [r for r in stream() if r.timestamp and r.timestamp < at("2026-11-30T23:51:00+01:00")]
+    for r in items:
+        processor.on_reading(r, r.received_at)
+    assert processor.on_reload(config()) == []  # unchanged: the raised warning stays
+    (doc,) = processor.on_reload(config(capacity_target_kw=6.0))
+    alert = json.loads(doc.payload)
+    assert (alert["active"], alert["cleared_by"]) == (False, "reconfigured")
+    assert alert["cleared_at"] == "2026-11-30T23:50:50+01:00"
+    # the changed meter starts over: its next reading announces it inactive first
+    first = processor.on_reading(items[-1], items[-1].received_at)
+    assert json.loads(first[0].payload)["active"] is False

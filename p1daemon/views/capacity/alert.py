@@ -6,7 +6,8 @@ below the 2.5 kW a month counts as anyway (a new peak under it costs nothing), p
 `margin_kw`. Early in a quarter the projection is mostly the current power, so one kettle
 second must not raise it: every reading for `hold_s` must be above. Cleared when the
 projection has stayed at or below the threshold for `hold_s` (so it does not flap), or
-when the quarter ends (`cleared_by` says which); the clearing document says how the
+when the quarter ends (`cleared_by` says which; "reconfigured" when a reload changed
+the meter's settings); the clearing document says how the
 quarter really ended (`quarter_average_kw`), the raised one what a quarter ending as
 projected would add to the rolling 12-month average (`raises_average_by_kw`).
 
@@ -135,6 +136,14 @@ class CapacityAlarm:
             return None
         self._average = None  # the quarter's end was not seen
         alert = self._clear(quarter[1], "quarter_end")
+        self._reset_wait()
+        return alert
+
+    def withdraw(self) -> CapacityAlert | None:
+        """A raised warning whose settings are gone (reload): cleared now, or None."""
+        if self._raised_at is None or self._last is None:
+            return None
+        alert = self._clear(self._last, "reconfigured")
         self._reset_wait()
         return alert
 

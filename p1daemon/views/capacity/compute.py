@@ -162,10 +162,13 @@ class CapacityWatch:
         covered = Decimal(repr((at - quarter.base_at).total_seconds()))
         seen = energy - quarter.base
         so_far = seen
-        if covered > 0 and covered < elapsed:
-            so_far = seen * elapsed / covered  # the unseen start at the seen average
-        computed_average = so_far / (elapsed / _HOURS) if elapsed > 0 else None
         power = reading.import_.power_kw
+        if covered < elapsed:  # the quarter's start was not seen
+            if covered > 0:
+                so_far = seen * elapsed / covered  # the unseen start at the seen average
+            elif power is not None:
+                so_far = Decimal(repr(power)) * elapsed / _HOURS  # nothing seen yet
+        computed_average = so_far / (elapsed / _HOURS) if elapsed > 0 else None
         projected = None
         if power is not None:
             left = Decimal(QUARTER_S) - elapsed

@@ -77,7 +77,7 @@ class QuarterClosed(_Doc):
     complete: bool
 
 
-ClearedBy = Literal["dropped", "quarter_end"]
+ClearedBy = Literal["dropped", "quarter_end", "reconfigured"]
 Reference = Literal["month_peak", "floor", "target"]
 
 

@@ -158,6 +158,11 @@ class CapacityProcessor:
             fresh[spec.name] = meter
             if spec.mode == "on":
                 out.append(self._announce(meter))
+        for name, old in self._meters.items():
+            if fresh.get(name) is not old:  # removed or changed: no warning left up
+                alert = old.alarm.withdraw()
+                if alert is not None:
+                    out.append(Document(alert_topic(self.prefix, name), _json(alert), True))
         self._meters = fresh
         return out
 
