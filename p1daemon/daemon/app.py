@@ -4,7 +4,8 @@ The main thread only supervises. Readers run on their own threads; the main loop
 about once a second to tell the service manager whether all is well (`hooks.tick`),
 and reacts to signals: SIGTERM/SIGINT stop everything in order (readers first, so no
 reading is in flight, then the sink, which persists what it accepted), SIGHUP re-reads
-the configuration and restarts only the readers whose settings changed.
+the configuration, restarts only the readers whose settings changed and hands the rest
+to the sink (the dispatcher, whose builder applies it to the views and outputs).
 """
 
 from __future__ import annotations

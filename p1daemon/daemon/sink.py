@@ -1,4 +1,5 @@
-"""Where meter readers hand their readings: stdout today, the MQTT outbox tomorrow.
+"""Where meter readers hand their readings: the `Dispatcher` (daemon/dispatcher.py),
+which passes them on to the processors and the outputs (MQTT, stdout).
 
 Lifecycle, driven by `Daemon`:
 
@@ -51,5 +52,7 @@ class ReportsStatus(Protocol):
 @runtime_checkable
 class Reconfigurable(Protocol):
     def apply_config(self, config: Config) -> None:
-        """Called on reload when `[mqtt]` or `[buffer]` changed; readers keep running."""
+        """Called on reload when the publishing or views settings changed (`[mqtt]`,
+        `[buffer]`, `[homeassistant]`, `[site]`, the meter set or their publishing and
+        energy keys), before readers of new meters start; other readers keep running."""
         ...
