@@ -129,6 +129,16 @@ def validate(
         config = message.payload
         assert config is not None
         where = message.topic
+        binary = re.fullmatch(rf"{re.escape(ha_prefix)}/binary_sensor/([^/]+)/config", where)
+        if binary:  # the capacity warning (issue 13): a binary sensor on the alert record
+            assert TOPIC_ID.match(binary.group(1)) and binary.group(1) == config["unique_id"]
+            assert config["default_entity_id"].startswith("binary_sensor."), where
+            assert config["device_class"] == "problem", where
+            assert config["state_topic"].endswith("/alert/capacity"), where
+            assert config["availability"][0]["topic"] == topics.status, where
+            unique_ids[config["unique_id"]] += 1
+            identifiers.update(config["device"]["identifiers"])
+            continue
         match = re.fullmatch(rf"{re.escape(ha_prefix)}/sensor/([^/]+)/config", message.topic)
         assert match and TOPIC_ID.match(match.group(1)), where
         assert match.group(1) == config["unique_id"], where
@@ -171,7 +181,8 @@ def validate(
         assert availability[0].get("payload_available", "online") == "online"
         assert availability[0].get("payload_not_available", "offline") == "offline"
         assert config["state_topic"].startswith(f"{topics.prefix}/")
-        assert config["state_topic"].endswith("/latest")
+        # `latest`; the capacity watch's entities (issue 13) read its own two documents
+        assert config["state_topic"].endswith(("/latest", "/capacity", "/alert/capacity"))
         json.loads(encode(config))  # publishable as JSON
     assert max(unique_ids.values()) == 1, [u for u, n in unique_ids.items() if n > 1]
     assert max(entity_ids.values()) == 1, [e for e, n in entity_ids.items() if n > 1]

@@ -70,6 +70,8 @@ def check_states(reading: MeterReading, messages: list[DiscoveryMessage]) -> Non
     doc = json.loads(payload)
     for message in messages:
         assert message.payload is not None
+        if not message.payload["state_topic"].endswith("/latest"):
+            continue  # the capacity entities: tests/test_capacity_ha.py
         sensor = HaSensor(message.payload)
         sensor.receive(payload)
         assert sensor.state is not None, (message.unique_id, "renders nothing for a sent value")

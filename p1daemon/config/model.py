@@ -71,6 +71,15 @@ class MeterConfig(BaseModel):
     # so rules.py refuses it without the limit.
     export_limit_kw: Annotated[float, Field(gt=0)] | None = None
     export_limit_hold_s: Annotated[float, Field(ge=0, le=86400)] = 60.0
+    # Belgian capacity tariff watch (see p1daemon.views.capacity): "auto" only for a
+    # meter that sends capacity data (1-0:1.4.0/1.6.0/0-0:98.1.0), "on" for any meter
+    # (computed from its import registers), "off" never. Warn when the projected
+    # quarter-hour exceeds capacity_target_kw (else this month's peak, at least 2.5 kW)
+    # by capacity_margin_kw for capacity_hold_s; the hold must fit in a quarter-hour.
+    capacity: Literal["auto", "on", "off"] = "auto"
+    capacity_target_kw: Annotated[float, Field(gt=0, le=10000)] | None = None
+    capacity_margin_kw: Annotated[float, Field(ge=0, le=10000)] = 0.0
+    capacity_hold_s: Annotated[float, Field(ge=0, le=600)] = 30.0
     reconnect_initial_s: PositiveSeconds = 0.5
     reconnect_max_s: Annotated[float, Field(gt=0, le=MAX_RECONNECT_INTERVAL_S)] = (
         MAX_RECONNECT_INTERVAL_S

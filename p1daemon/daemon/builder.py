@@ -29,6 +29,7 @@ from p1daemon.config.model import Config
 from p1daemon.daemon.dispatcher import Dispatcher
 from p1daemon.daemon.processor import Document, Output, Processor, Reloadable
 from p1daemon.daemon.sink import Reconfigurable
+from p1daemon.views.capacity.processor import CapacityProcessor, wanted
 from p1daemon.views.energy.processor import EnergyProcessor
 from p1daemon.views.homeassistant.processor import DiscoveryProcessor
 
@@ -67,6 +68,9 @@ def _discovery(config: Config, persist: bool) -> Processor:
 STANDARD: tuple[ProcessorFactory, ...] = (
     ProcessorFactory("homeassistant", _discovery_wanted, _discovery),
     ProcessorFactory("energy", _energy_wanted, _energy),
+    ProcessorFactory(
+        "capacity", lambda c, p: wanted(c), lambda c, p: CapacityProcessor.from_config(c)
+    ),
 )
 
 

@@ -34,6 +34,7 @@ from p1daemon import __version__
 from p1daemon.publish.topics import Topics
 from p1daemon.reading.meter import MeterReading
 from p1daemon.reading.model import MbusDevice
+from p1daemon.views.homeassistant.capacity_entities import capacity_configs
 from p1daemon.views.homeassistant.entities import Entity, mbus_entities, mbus_label, meter_entities
 from p1daemon.views.homeassistant.ids import entity_slug, topic_safe
 from p1daemon.views.homeassistant.makers import manufacturer_name, model_name
@@ -191,6 +192,24 @@ def discovery_messages(
     # `via_device` must name a device Home Assistant knows; a meter that sends nothing of
     # its own (a heat-only WarmteLink) has no device to hang its sub-meters on.
     via = meter_id if own else None
+    for topic, config, unique_id in capacity_configs(  # issue 13: capacity tariff entities
+        reading,
+        settings.prefix,
+        topics,
+        meter_id,
+        meter_block,
+        {
+            "availability": [
+                {
+                    "topic": topics.status,
+                    "payload_available": "online",
+                    "payload_not_available": "offline",
+                }
+            ],
+            "origin": ORIGIN,
+        },
+    ):
+        out.append(DiscoveryMessage(topic, config, unique_id))
     for device in reading.mbus:
         entities = mbus_entities(device)
         if not entities:

@@ -1,0 +1,1 @@
+"""The Belgian capacity tariff watch: quarter-hour demand, month peak, 12-month average."""
