@@ -28,6 +28,8 @@ from p1daemon.parse.stream import ReadingStream
 from p1daemon.publish.client import MqttSetupError
 from p1daemon.publish.outbox import OutboxUnavailable
 from p1daemon.publish.sink import MqttSink
+from p1daemon.report.command import history as history_group
+from p1daemon.report.command import report as report_command
 from p1daemon.service.hooks import SystemdHooks
 from p1daemon.service.logsetup import setup_logging
 from p1daemon.source.factory import SourceOptions
@@ -244,3 +246,7 @@ def probe_command(port: str, baudrate: str, timeout: float, key: str | None) -> 
         click.echo(f"probe: {exc}", err=True)
         sys.exit(1)
     click.echo(describe(result))
+
+
+main.add_command(report_command)
+main.add_command(history_group)

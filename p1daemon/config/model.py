@@ -32,6 +32,7 @@ from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.topics import RESERVED_METER_NAMES
 from p1daemon.reading.meter import Role
 from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source
+from p1daemon.views.history.settings import HistorySettings
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_-]+$")
 MAX_NAME_LENGTH = 64
@@ -177,6 +178,7 @@ class Config(BaseModel):
     buffer: BufferSettings = Field(default_factory=BufferSettings)
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
     site: SiteSettings = Field(default_factory=SiteSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     meters: list[MeterConfig] = Field(min_length=1)
 
     def meter(self, name: str) -> MeterConfig:

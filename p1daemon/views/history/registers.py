@@ -1,0 +1,29 @@
+"""Register sets in one compact text column: `1234.567,2345.678,,,3580.245,...`.
+
+Fixed order (import t1..t4, total, then export), empty for a register the meter does not
+send. Text keeps the meter's decimals exactly (a REAL column would not) and costs about
+what the digits cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from p1daemon.energy.samples import ALL_KEYS, Key
+
+
+def encode(values: Mapping[Key, Decimal]) -> str:
+    return ",".join("" if key not in values else _text(values[key]) for key in ALL_KEYS)
+
+
+def decode(text: str | None) -> dict[Key, Decimal]:
+    if not text:
+        return {}
+    parts = text.split(",")
+    return {key: Decimal(part) for key, part in zip(ALL_KEYS, parts, strict=False) if part}
+
+
+def _text(value: Decimal) -> str:
+    text = format(value, "f")
+    return text
