@@ -174,3 +174,43 @@ def run_meter(
     if not silent(end):
         truth.sent[end] = dict(meter.regs)
         yield meter.reading(end)
+
+
+def telegram_of(reading: MeterReading) -> bytes:
+    """The DSMR 5 telegram a meter would have sent for `reading` (CRC-16/ARC)."""
+    from p1daemon.frame.crc import crc16_arc
+
+    assert reading.timestamp is not None
+    local = reading.timestamp.astimezone(AMS)
+    flag = "S" if local.dst() else "W"
+    assert reading.equipment_id is not None
+
+    def kwh(value: float | None) -> str:
+        assert value is not None
+        return f"{value:010.3f}"
+
+    lines = [
+        "/SYN5\\2P1D-HISTORYTEST",
+        "",
+        "1-3:0.2.8(50)",
+        f"0-0:1.0.0({local:%y%m%d%H%M%S}{flag})",
+        f"0-0:96.1.1({reading.equipment_id.encode().hex().upper()})",
+        f"1-0:1.8.1({kwh(reading.import_.t1_kwh)}*kWh)",
+        f"1-0:1.8.2({kwh(reading.import_.t2_kwh)}*kWh)",
+        f"1-0:2.8.1({kwh(reading.export.t1_kwh)}*kWh)",
+        f"1-0:2.8.2({kwh(reading.export.t2_kwh)}*kWh)",
+        "0-0:96.14.0(0001)",
+        "1-0:1.7.0(00.500*kW)",
+        "1-0:2.7.0(00.000*kW)",
+    ]
+    for device in reading.mbus:
+        assert device.timestamp is not None and device.value is not None
+        captured = device.timestamp.astimezone(AMS)
+        gflag = "S" if captured.dst() else "W"
+        lines += [
+            f"0-{device.channel}:24.1.0(003)",
+            f"0-{device.channel}:96.1.0({(device.equipment_id or '').encode().hex().upper()})",
+            f"0-{device.channel}:24.2.1({captured:%y%m%d%H%M%S}{gflag})({device.value:09.3f}*m3)",
+        ]
+    body = "\r\n".join(lines) + "\r\n!"
+    return (body + f"{crc16_arc(body.encode('ascii')):04X}\r\n").encode("ascii")

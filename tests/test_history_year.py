@@ -22,7 +22,7 @@ from p1daemon.energy.samples import Key
 from p1daemon.energy.settings import SiteSettings
 from p1daemon.energy.tracker import MeterSpec
 from p1daemon.reading.meter import MeterReading
-from p1daemon.report.aggregate import PointSummary, point_groups, summarise
+from p1daemon.views.history.aggregate import PointSummary, point_groups, summarise
 from p1daemon.views.history.recorder import HistoryRecorder
 from p1daemon.views.history.rows import Row
 from p1daemon.views.history.store import HistoryStore

@@ -13,9 +13,15 @@ import click
 from p1daemon.config.errors import ConfigError
 from p1daemon.config.loader import load_config
 from p1daemon.config.model import Config
-from p1daemon.report.aggregate import BY_CHOICES, By, connection_summary, point_groups, summarise
 from p1daemon.report.period import PeriodError, parse_period
 from p1daemon.report.render import write_csv, write_json, write_table
+from p1daemon.views.history.aggregate import (
+    BY_CHOICES,
+    By,
+    connection_summary,
+    point_groups,
+    summarise,
+)
 from p1daemon.views.history.importer import import_captures
 from p1daemon.views.history.store import HistoryStore, HistoryUnavailable
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from p1daemon.energy.clock import local
 from p1daemon.energy.samples import ALL_KEYS, Key, Sample
-from p1daemon.report.aggregate import ConnectionSummary, PointSummary
+from p1daemon.views.history.aggregate import ConnectionSummary, PointSummary
 
 _MILLI = Decimal("0.001")
 CSV_HEADER = (

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from p1daemon.energy.clock import day_bounds, local
 from p1daemon.energy.documents import Energy
 from p1daemon.energy.samples import energy_of
-from p1daemon.report.aggregate import summarise
+from p1daemon.views.history.aggregate import summarise
 from p1daemon.views.history.store import HistoryStore, StoredPoint
 
 

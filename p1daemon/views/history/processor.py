@@ -14,17 +14,21 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from p1daemon.energy.settings import SiteSettings
 from p1daemon.energy.tracker import MeterSpec
 from p1daemon.reading.meter import MeterReading
-from p1daemon.report.aggregate import point_groups
+from p1daemon.views.history.aggregate import point_groups
 from p1daemon.views.history.month import month_document
 from p1daemon.views.history.recorder import HistoryRecorder
 from p1daemon.views.history.rows import QuarterRow, Row
 from p1daemon.views.history.settings import HistorySettings
 from p1daemon.views.history.store import HistoryStore
 from p1daemon.views.history.writer import HistoryWriter
+
+if TYPE_CHECKING:
+    from p1daemon.config.model import Config
 
 log = logging.getLogger("p1daemon.history")
 
@@ -38,6 +42,7 @@ class HistoryDocument:
 
 class HistoryProcessor:
     name = "history"
+    label = "the settlement history"
 
     def __init__(
         self,
@@ -54,6 +59,17 @@ class HistoryProcessor:
         self.writer = HistoryWriter(settings, settings.file, on_commit=self._committed)
         self._lock = threading.Lock()
         self._outgoing: dict[str, bytes] = {}
+
+    @classmethod
+    def from_config(cls, config: Config) -> HistoryProcessor:
+        specs = [MeterSpec(m.name, m.role, m.ean) for m in config.meters]
+        return cls(config.history, config.site, specs, config.mqtt.topic_prefix)
+
+    @staticmethod
+    def wanted(config: Config, persist: bool) -> bool:
+        """For the daemon's builder: only a daemon that persists (not `run --stdout`)
+        writes the history, and only when `[history] enabled`."""
+        return persist and config.history.enabled
 
     def month_topic(self, meter: str) -> str:
         return f"{self._prefix}/{meter}/month"

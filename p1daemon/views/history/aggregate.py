@@ -19,7 +19,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 from p1daemon.energy.clock import QUARTER_S, day_bounds, local_date
-from p1daemon.energy.samples import Key, Sample
+from p1daemon.energy.samples import DIRECTIONS, Direction, Key, Sample
 from p1daemon.energy.settings import Topology
 from p1daemon.views.history.store import (
     HistoryStore,
@@ -267,7 +267,14 @@ class ConnectionSummary:
     incomplete_quarters: int  # quarters some meter has no data for (left out of `negative`)
 
 
-_TOTAL_KEYS: tuple[Key, ...] = (("import", "total"), ("export", "total"))
+def direction_total(values: dict[Key, Decimal], direction: Direction) -> Decimal | None:
+    """The total register's delta, else the sum of the tariffs (most meters in the
+    Netherlands send no total register)."""
+    total = values.get((direction, "total"))
+    if total is not None:
+        return total
+    tariffs = [values[(direction, t)] for t in ("t1", "t2", "t3", "t4") if (direction, t) in values]
+    return sum(tariffs, Decimal(0)) if tariffs else None
 
 
 def connection_summary(
@@ -310,12 +317,12 @@ def connection_summary(
             incomplete += 1
             continue
         share: dict[Key, Decimal] = {}
-        for key in _TOTAL_KEYS:
-            if key not in deltas:
+        for direction in DIRECTIONS:
+            total = direction_total(deltas, direction)
+            if total is None:
                 continue
-            share[key] = deltas[key] - sum(
-                (part.get(key, Decimal(0)) for part in parts if part is not None), Decimal(0)
-            )
+            behind = (direction_total(part, direction) for part in parts if part is not None)
+            share[(direction, "total")] = total - sum((v for v in behind if v), Decimal(0))
         if any(value < -tolerance_kwh for value in share.values()):
             negative.append(NegativeQuarter(datetime.fromtimestamp(epoch, UTC), share))
     incomplete += sum(
