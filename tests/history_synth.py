@@ -67,11 +67,21 @@ class SynthMeter:
             update={
                 "equipment_id": self.equipment_id,
                 "timestamp": at,
+                # The total as the parser makes it for a meter without one: the exact
+                # sum of the tariffs.
                 "import_": _ENERGY.model_copy(
-                    update={"t1_kwh": regs["i1"] / 1000, "t2_kwh": regs["i2"] / 1000}
+                    update={
+                        "t1_kwh": regs["i1"] / 1000,
+                        "t2_kwh": regs["i2"] / 1000,
+                        "total_kwh": (regs["i1"] + regs["i2"]) / 1000,
+                    }
                 ),
                 "export": _ENERGY.model_copy(
-                    update={"t1_kwh": regs["e1"] / 1000, "t2_kwh": regs["e2"] / 1000}
+                    update={
+                        "t1_kwh": regs["e1"] / 1000,
+                        "t2_kwh": regs["e2"] / 1000,
+                        "total_kwh": (regs["e1"] + regs["e2"]) / 1000,
+                    }
                 ),
                 "mbus": mbus,
                 "meter": self.name,
