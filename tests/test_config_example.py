@@ -15,6 +15,7 @@ from p1daemon.config.model import MeterConfig
 from p1daemon.energy.settings import SiteSettings
 from p1daemon.homeassistant.settings import HomeAssistantSettings
 from p1daemon.publish.settings import BufferSettings, MqttSettings
+from p1daemon.views.history.settings import HistorySettings
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "config" / "p1daemon.example.toml"
@@ -41,6 +42,7 @@ ONLY_WITH = {"export_limit_hold_s": "export_limit_kw"}
         ("buffer", BufferSettings),
         ("homeassistant", HomeAssistantSettings),
         ("site", SiteSettings),
+        ("history", HistorySettings),
         ("[meters]", MeterConfig),
     ],
 )
