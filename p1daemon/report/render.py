@@ -40,7 +40,11 @@ Labels = Mapping[str, Mapping[str, str]]  # meter -> tariff -> label
 
 
 def kwh(value: Decimal | None) -> str:
-    return "" if value is None else str(value.quantize(_MILLI))
+    if value is None:
+        return ""
+    exponent = value.as_tuple().exponent
+    # Most values already carry the meter's three decimals: no quantize needed.
+    return str(value) if exponent == -3 else str(value.quantize(_MILLI))
 
 
 def register_name(key: Key) -> str:
@@ -60,8 +64,21 @@ def registers_of(summary: PointSummary) -> list[Key]:
     return [key for key in ALL_KEYS if key in seen]
 
 
+_ISO_CACHE: dict[tuple[float, str], str] = {}
+
+
 def _iso(instant: datetime | None, zone: ZoneInfo) -> str:
-    return "" if instant is None else local(instant, zone).isoformat()
+    """Local ISO 8601 with offset; cached, as every meter's intervals share their bounds
+    (a year by quarter asks for the same 35,000 instants six times over)."""
+    if instant is None:
+        return ""
+    key = (instant.timestamp(), zone.key)
+    text = _ISO_CACHE.get(key)
+    if text is None:
+        if len(_ISO_CACHE) > 500_000:
+            _ISO_CACHE.clear()
+        text = _ISO_CACHE[key] = local(instant, zone).isoformat()
+    return text
 
 
 def _reading(sample: Sample | None, key: Key) -> Decimal | None:

@@ -20,8 +20,11 @@ def encode(values: Mapping[Key, Decimal]) -> str:
 def decode(text: str | None) -> dict[Key, Decimal]:
     if not text:
         return {}
-    parts = text.split(",")
-    return {key: Decimal(part) for key, part in zip(ALL_KEYS, parts, strict=False) if part}
+    out = {}
+    for key, part in zip(ALL_KEYS, text.split(","), strict=False):
+        if part:
+            out[key] = Decimal(part)
+    return out
 
 
 def _text(value: Decimal) -> str:
