@@ -114,3 +114,20 @@ def test_restart_mid_quarter_continues_the_quarter_whole(tmp_path: Path) -> None
     second = rows[1]
     assert second.deltas[("import", "t2")] * 1000 == truth.quarters[second.start]["i2"]
     store.close()
+
+
+def test_the_last_quarter_of_a_month_makes_its_month_final(tmp_path: Path) -> None:
+    house = SynthMeter("house")
+    proc = processor(tmp_path / "history.db", [house])
+    proc.start()
+    begin = datetime(2026, 11, 30, 22, 30, tzinfo=UTC)  # 23:30 local, to 00:30 on 1 Dec
+    seen: list[dict] = []
+    for reading in run_meter(house, begin, begin + timedelta(hours=1), Truth()):
+        proc.on_reading(reading, datetime.now(UTC))
+        if reading.timestamp == begin + timedelta(minutes=30):
+            seen.append(month_docs(proc, 1)["p1/house/month"])  # after 23:45 closed
+    seen.append(month_docs(proc, 1)["p1/house/month"])
+    proc.stop()
+    assert (seen[0]["month"], seen[0]["final"]) == ("2026-11", True)
+    assert seen[0]["complete_quarters"] == 2
+    assert (seen[-1]["month"], seen[-1]["final"]) == ("2026-12", False)

@@ -14,12 +14,12 @@ Same shape as the day document where it applies:
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from p1daemon.energy.clock import day_bounds, local
+from p1daemon.energy.clock import QUARTER_S, day_bounds, local
 from p1daemon.energy.documents import Energy
 from p1daemon.energy.samples import energy_of
 from p1daemon.views.history.aggregate import summarise
@@ -54,11 +54,13 @@ def month_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
 
 
 def month_document(
-    store: HistoryStore, points: list[StoredPoint], now: datetime, zone: ZoneInfo
+    store: HistoryStore, points: list[StoredPoint], quarter: datetime, zone: ZoneInfo
 ) -> MonthDoc:
-    start, end = month_bounds(now.astimezone(zone).date(), zone)
+    """The month of the closed quarter starting at `quarter`; final once that quarter is
+    the month's last."""
+    start, end = month_bounds(quarter.astimezone(zone).date(), zone)
     summary = summarise(store, points, start, end, "month", zone)
-    final = now.astimezone(UTC) >= end
+    final = quarter.astimezone(UTC) + timedelta(seconds=QUARTER_S) >= end
     return MonthDoc(
         meter=summary.meter,
         role=summary.role,

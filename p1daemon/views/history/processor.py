@@ -108,12 +108,12 @@ class HistoryProcessor:
         if not meters:
             return
         groups = point_groups(store)
-        now = max(row.start for row in batch if isinstance(row, QuarterRow))
+        latest = max(row.start for row in batch if isinstance(row, QuarterRow))
         docs = {}
         for meter in meters:
             points = groups.get(meter)
             if points:
-                doc = month_document(store, points, now.astimezone(UTC), self._zone)
+                doc = month_document(store, points, latest.astimezone(UTC), self._zone)
                 docs[meter] = doc.model_dump_json().encode()
         with self._lock:
             self._outgoing.update(docs)
