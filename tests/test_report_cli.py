@@ -211,3 +211,20 @@ def test_import_from_captures_is_idempotent_and_equals_the_live_history(tmp_path
     assert store.states() == {}  # an import never touches the live meter state
     store.close()
     assert MeterState  # (the type the live state rows have)
+
+
+def test_gas_in_a_quarter_report_is_per_hour(tmp_path: Path) -> None:
+    config, truth = build(tmp_path)
+    code, out, err = run(
+        "report", "--config", str(config), "--period", "2026-10-24", "--by", "quarter",
+        "--format", "csv",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out, newline="")))
+    gas = [r for r in rows if r["register"] == "gas_1"]
+    assert len(gas) == 24
+    for row in gas:
+        start = datetime.fromisoformat(row["start"])
+        assert datetime.fromisoformat(row["end"]) - start == timedelta(hours=1)
+        want = truth.gas_hours[start.astimezone(UTC)]
+        assert row["value"] == f"{want / 1000:.3f}"

@@ -173,7 +173,16 @@ def summarise(
             _add(intervals[index].sums, gap.deltas)
     meter = points[0].meter
     replacements = store.replacements(meter, start, end)
-    mbus = _mbus(store, meter, start, end, bounds, intervals)
+    if by == "quarter":
+        # M-Bus values are hourly at best: a quarter report shows them per hour.
+        hour_bounds = bucket_bounds(start, end, "hour", zone)
+        hours = [
+            Interval(datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC))
+            for a, b in itertools.pairwise(hour_bounds)
+        ]
+        mbus = _mbus(store, meter, start, end, hour_bounds, hours)
+    else:
+        mbus = _mbus(store, meter, start, end, bounds, intervals)
     equipment = [p.equipment_id for p in points if p.equipment_id is not None]
     return PointSummary(
         meter=meter,
