@@ -117,7 +117,7 @@ def report(
     finally:
         store.close()
     conn = None
-    if meter is None and ean is None and len(summaries) > 1:
+    if fmt != "csv" and meter is None and ean is None and len(summaries) > 1:
         tolerance = Decimal(repr(config.site.tolerance_kwh))
         conn = connection_summary(summaries, config.site.topology, tolerance)
     labels = {m.name: dict(m.tariff_labels) for m in config.meters}

@@ -4,7 +4,6 @@ document per metering point, then one for the connection)."""
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -42,9 +41,12 @@ Labels = Mapping[str, Mapping[str, str]]  # meter -> tariff -> label
 def kwh(value: Decimal | None) -> str:
     if value is None:
         return ""
-    exponent = value.as_tuple().exponent
+    text = str(value)
     # Most values already carry the meter's three decimals: no quantize needed.
-    return str(value) if exponent == -3 else str(value.quantize(_MILLI))
+    point = text.find(".")
+    if point >= 0 and len(text) - point == 4 and "E" not in text:
+        return text
+    return str(value.quantize(_MILLI))
 
 
 def register_name(key: Key) -> str:
@@ -85,6 +87,13 @@ def _reading(sample: Sample | None, key: Key) -> Decimal | None:
     return None if sample is None else sample.registers.get(key)
 
 
+def _quoted(text: str, delimiter: str) -> str:
+    """RFC 4180: a field with the delimiter, a quote or a line break is quoted."""
+    if delimiter in text or '"' in text or "\r" in text or "\n" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def write_csv(
     out: IO[str],
     summaries: Sequence[PointSummary],
@@ -93,59 +102,66 @@ def write_csv(
     *,
     excel: bool = False,
 ) -> None:
+    """One row per metering point, interval and register. Written line by line rather
+    than through `csv.writer`: a year by quarter is close to a million rows, and only
+    the names and labels can need quoting (quoted once per metering point here)."""
+    sep = ";" if excel else ","
     if excel:
         out.write("\ufeff")
-    writer = csv.writer(out, delimiter=";" if excel else ",", lineterminator="\r\n")
+    write = out.write
+    write(sep.join(CSV_HEADER) + "\r\n")
 
     def number(text: str) -> str:
         return text.replace(".", ",") if excel else text
 
-    writer.writerow(CSV_HEADER)
     for summary in summaries:
         keys = registers_of(summary)
-        head = (summary.meter, summary.role, summary.ean or "", ",".join(summary.equipment_ids))
+        head = sep.join(
+            _quoted(text, sep)
+            for text in (
+                summary.meter,
+                summary.role,
+                summary.ean or "",
+                ",".join(summary.equipment_ids),
+            )
+        )
+        names = [
+            sep.join((register_name(k), _quoted(_label(labels, summary.meter, k), sep)))
+            for k in keys
+        ]
+        zero = Decimal(0)
         for interval in summary.intervals:
-            start, end = _iso(interval.start, zone), _iso(interval.end, zone)
+            bounds = f"{_iso(interval.start, zone)}{sep}{_iso(interval.end, zone)}"
             known = interval.recorded > 0 or bool(interval.sums)
-            first_at = _iso(None if interval.first is None else interval.first.at, zone)
-            last_at = _iso(None if interval.last is None else interval.last.at, zone)
-            for key in keys:
-                value = interval.sums.get(key, Decimal(0)) if known else None
-                writer.writerow(
-                    (
-                        *head,
-                        start,
-                        end,
-                        register_name(key),
-                        _label(labels, summary.meter, key),
-                        number(kwh(value)),
-                        "kWh",
-                        interval.quarters,
-                        interval.complete,
-                        first_at,
-                        number(kwh(_reading(interval.first, key))),
-                        last_at,
-                        number(kwh(_reading(interval.last, key))),
-                    )
+            first, last = interval.first, interval.last
+            first_at = _iso(None if first is None else first.at, zone)
+            last_at = _iso(None if last is None else last.at, zone)
+            counts = f"kWh{sep}{interval.quarters}{sep}{interval.complete}"
+            sums = interval.sums
+            for key, name in zip(keys, names, strict=True):
+                value = number(kwh(sums.get(key, zero))) if known else ""
+                write(
+                    f"{head}{sep}{bounds}{sep}{name}{sep}{value}{sep}{counts}{sep}"
+                    f"{first_at}{sep}{number(kwh(_reading(first, key)))}{sep}"
+                    f"{last_at}{sep}{number(kwh(_reading(last, key)))}\r\n"
                 )
         for m in summary.mbus:
-            writer.writerow(
-                (
-                    *head,
-                    _iso(m.start, zone),
-                    _iso(m.end, zone),
-                    f"{m.kind}_{m.channel}",
-                    "",
-                    number(kwh(m.delta)),
-                    m.unit or "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "",
-                )
+            cells = (
+                head,
+                _iso(m.start, zone),
+                _iso(m.end, zone),
+                f"{m.kind}_{m.channel}",
+                "",
+                number(kwh(m.delta)),
+                _quoted(m.unit or "", sep),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
             )
+            write(sep.join(cells) + "\r\n")
 
 
 def _energy(values: Mapping[Key, Decimal], keys: Sequence[Key]) -> dict[str, dict[str, float]]:

@@ -25,6 +25,7 @@ from p1daemon.views.history.store import (
     HistoryStore,
     StoredGap,
     StoredPoint,
+    StoredQuarter,
     StoredReplacement,
 )
 
@@ -140,9 +141,11 @@ def summarise(
     last: Sample | None = None
     complete = 0
     find = bisect.bisect_right
+    last_rows: dict[int, StoredQuarter] = {}  # per interval, its last row with readings
     for row in store.quarters(ids, start, end):
         epoch = row.start.timestamp()
-        interval = intervals[find(bounds, epoch) - 1]
+        index = find(bounds, epoch) - 1
+        interval = intervals[index]
         if row.status == "gap":
             interval.gaps += 1
             continue
@@ -154,14 +157,16 @@ def summarise(
         _add(interval.sums, deltas)
         _add(totals, deltas)
         by_quarter[int(epoch)] = deltas
-        if row.first is not None:
-            if interval.first is None:
-                interval.first = row.first
+        if row.first_at is not None and interval.first is None:
+            interval.first = row.first
             if first is None:
-                first = row.first
-        if row.last is not None:
-            interval.last = row.last
-            last = row.last
+                first = interval.first
+        if row.last_at is not None:
+            last_rows[index] = row
+    for index, row in last_rows.items():
+        intervals[index].last = row.last
+    if last_rows:
+        last = intervals[max(last_rows)].last
     gaps = store.gaps(ids, start, end)
     for gap in gaps:
         if gap.deltas is None or gap.start < start or gap.end > end:

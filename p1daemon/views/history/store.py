@@ -147,14 +147,28 @@ class StoredPoint:
 
 @dataclass(frozen=True, slots=True)
 class StoredQuarter:
+    """One quarter row; its edge readings are decoded only when asked for (a day or
+    month report needs two per interval, not two per quarter)."""
+
     point: int
     start: datetime
     utc_offset_min: int
     status: str
-    first: Sample | None
-    last: Sample | None
     deltas: dict[Key, Decimal]
     readings: int
+    equipment_id: str | None
+    first_at: float | None
+    first_reg: str | None
+    last_at: float | None
+    last_reg: str | None
+
+    @property
+    def first(self) -> Sample | None:
+        return _sample(self.first_at, self.first_reg, self.equipment_id)
+
+    @property
+    def last(self) -> Sample | None:
+        return _sample(self.last_at, self.last_reg, self.equipment_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,15 +456,9 @@ class HistoryStore:
         )
         for point, begin, offset, status, fa, fr, la, lr, delta, readings, equipment in rows:
             yield StoredQuarter(
-                point,
-                _utc(begin),
-                offset,
-                status,
-                _sample(fa, fr, equipment),
-                _sample(la, lr, equipment),
-                decode(delta),
-                readings,
-            )
+                point, _utc(begin), offset, status, decode(delta), readings, equipment,
+                fa, fr, la, lr,
+            )  # fmt: skip
 
     def gaps(self, points: Sequence[int], start: datetime, end: datetime) -> list[StoredGap]:
         marks = ",".join("?" * len(points))
