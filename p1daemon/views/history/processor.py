@@ -5,6 +5,15 @@ append); every SQLite statement runs on the writer's own thread.
 Shaped for the daemon's processor protocol (`start`, `on_reading`, `on_tick`,
 `on_event`, `stop`, each returning documents to publish); `HistoryDocument` has the
 protocol's `Document` fields (topic, payload, record).
+
+Wiring into the daemon's builder (`p1daemon/daemon/builder.py`, not on this branch):
+
+    ProcessorFactory("history", HistoryProcessor.wanted,
+                     lambda config, persist: HistoryProcessor.from_config(config))
+
+appended to `STANDARD`, `HistoryDocument` replaced by `p1daemon.daemon.processor.Document`,
+and `health()` added to `<prefix>/daemon/health`. Without `on_reload` a reload rebuilds it:
+`stop` saves every meter's state, the new one resumes from it.
 """
 
 from __future__ import annotations

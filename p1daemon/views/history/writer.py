@@ -101,8 +101,12 @@ class HistoryWriter:
         """Write what is pending now (tests, and a stop). True when nothing is left."""
         with self._cond:
             self._flush_requested = True
+            self._idle.clear()
             self._cond.notify()
-        return self._idle.wait(timeout)
+        if not self._idle.wait(timeout):
+            return False
+        with self._cond:
+            return not self._pending
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
@@ -110,6 +114,10 @@ class HistoryWriter:
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout)
+        with self._cond:
+            left = len(self._pending)
+        if left:
+            log.error("history: %d rows could not be written before the stop", left)
         if self._store is not None:
             self._store.close()
             self._store = None
