@@ -78,3 +78,28 @@ def test_quarter_documents_equal_history_rows(tmp_path: Path) -> None:
     gaps = [key for key, q in history.items() if q.status == "gap"]
     assert len(gaps) == 3 and all(meter == "house" for meter, _ in gaps)
     store.close()
+
+
+def test_a_restart_mid_quarter_keeps_mqtt_and_history_equal(tmp_path: Path) -> None:
+    """Saved with its quarter opening, a restarted tracker publishes the quarter whole,
+    as the history records it."""
+    house = SynthMeter("house")
+    specs = [MeterSpec("house", "primary")]
+    truth = Truth()
+    readings = list(run_meter(house, START, START + timedelta(minutes=30), truth))
+    stop_at = START + timedelta(minutes=5)
+    tracker = EnergyTracker(SITE, specs, "p1")
+    published = []
+    for reading in readings:
+        for message in tracker.on_reading(reading, now=reading.received_at):
+            if message.topic.endswith("/quarter"):
+                published.append(json.loads(message.payload))
+        if reading.timestamp == stop_at:
+            day = tracker.running_days()["house"]
+            opening = tracker.quarter_openings()["house"]
+            tracker = EnergyTracker(SITE, specs, "p1")
+            assert tracker.restore("house", day, opening)
+    first = published[0]
+    assert first["status"] == "complete" and first["start_missing"] is False
+    want = truth.quarters[START]["i1"]  # Saturday night: the low tariff
+    assert want > 0 and round(first["import"]["t1_kwh"] * 1000) == want
