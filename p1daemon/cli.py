@@ -31,6 +31,8 @@ from p1daemon.parse.stream import ReadingStream
 from p1daemon.publish.client import MqttSetupError
 from p1daemon.publish.outbox import OutboxUnavailable, outbox_path_problem
 from p1daemon.publish.sink import MqttSink
+from p1daemon.report.command import history as history_group
+from p1daemon.report.command import report as report_command
 from p1daemon.service.hooks import SystemdHooks
 from p1daemon.service.logsetup import setup_logging
 from p1daemon.service.summary import config_summary
@@ -351,3 +353,7 @@ def watch(
             health_timeout=health_timeout,
         )
     )
+
+
+main.add_command(report_command)
+main.add_command(history_group)

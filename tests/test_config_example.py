@@ -14,6 +14,7 @@ from p1daemon.config import load_config
 from p1daemon.config.model import MeterConfig
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.history.settings import HistorySettings
 from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +42,7 @@ ONLY_WITH = {"export_limit_hold_s": "export_limit_kw"}
         ("buffer", BufferSettings),
         ("homeassistant", HomeAssistantSettings),
         ("site", SiteSettings),
+        ("history", HistorySettings),
         ("[meters]", MeterConfig),
     ],
 )

@@ -31,6 +31,7 @@ from p1daemon.publish.topics import RESERVED_METER_NAMES
 from p1daemon.reading.meter import Role
 from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source
 from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.history.settings import HistorySettings
 from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_-]+$")
@@ -199,6 +200,7 @@ class Config(BaseModel):
     buffer: BufferSettings = Field(default_factory=BufferSettings)
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
     site: SiteSettings = Field(default_factory=SiteSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     meters: list[MeterConfig] = Field(min_length=1)
 
     def meter(self, name: str) -> MeterConfig:

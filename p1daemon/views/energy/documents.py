@@ -9,7 +9,7 @@
      "export": {...same keys...},
      "complete": true, "start_missing": false, "end_missing": false,
      "meter_replaced": false, "registers_changed": false,
-     "gap_before": null, "readings": 90}
+     "gap_before": null, "readings": 90, "status": "complete"}
 
 `<prefix>/<meter>/day` (retained: the running day after every closed quarter, and the
 final document once the day is over):
@@ -42,6 +42,8 @@ Meaning of the values and flags:
   started, or data resumed after a gap). `end_missing`: data stopped before its end.
 - `meter_replaced`: the meter was replaced, or a register went backwards or jumped
   implausibly; the energy across that point is unknown and a new baseline started.
+- `status` (quarter only): `complete`, `partial` (something missing) or `replaced` (a
+  new baseline inside it); the history also records `gap` quarters (no reading at all).
 - `last_reading` (day only) is the register state the day's values run up to; it lets a
   restarted daemon continue the day exactly (`EnergyView.restore`).
 """
@@ -50,6 +52,7 @@ from __future__ import annotations
 
 import datetime as dt
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -101,9 +104,21 @@ class _Period(_Doc):
     registers_changed: bool
 
 
+QuarterStatus = Literal["complete", "partial", "gap", "replaced"]
+
+
+def quarter_status(complete: bool, meter_replaced: bool) -> QuarterStatus:
+    """One word for a closed quarter (`gap` is for quarters without any reading, which
+    only the history records: no quarter document is published for them)."""
+    if meter_replaced:
+        return "replaced"
+    return "complete" if complete else "partial"
+
+
 class QuarterDoc(_Period):
     gap_before: Gap | None = None
     readings: int
+    status: QuarterStatus = "partial"
 
 
 class DayDoc(_Period):

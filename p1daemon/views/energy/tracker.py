@@ -33,7 +33,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from p1daemon.reading.meter import MeterReading, Role
-from p1daemon.views.energy.documents import DayDoc, QuarterDoc
+from p1daemon.views.energy.documents import DayDoc, QuarterDoc, RegisterState
 from p1daemon.views.energy.export_cap import ExportLimitMonitor
 from p1daemon.views.energy.settings import SiteSettings
 from p1daemon.views.energy.site import MeterState, connection_document
@@ -146,18 +146,21 @@ class EnergyTracker:
     def meter_names(self) -> list[str]:
         return list(self._meters)
 
-    def restore(self, meter: str, day_document: bytes) -> bool:
+    def restore(self, meter: str, day_document: bytes, opening: bytes | None = None) -> bool:
         """Continue `meter`'s day from its last published day document (see
-        `EnergyView.restore`); call before its first reading. False if it does not fit."""
+        `EnergyView.restore`); call before its first reading. False if it does not fit.
+        With `opening` (saved from `quarter_openings()` at the same time) the running
+        quarter continues whole, as the history does."""
         with self._lock:
             state = self._meters.get(meter)
             if state is None:
                 return False
             try:
                 doc = DayDoc.model_validate_json(day_document)
+                saved = None if opening is None else RegisterState.model_validate_json(opening)
             except ValueError:
                 return False
-            if not state.view.restore(doc):
+            if not state.view.restore(doc, opening=saved):
                 return False
             state.day = doc
             return True
@@ -208,6 +211,19 @@ class EnergyTracker:
                 doc = state.view.current_day()
                 if doc is not None:
                     out[name] = _json(doc)
+            return out
+
+    def quarter_openings(self) -> dict[str, bytes]:
+        """Each meter's running quarter's opening reading while nothing is missing in it:
+        save it beside `running_days()` and pass it to `restore`, and a restart inside
+        the quarter continues it whole (the quarter document then equals the history's
+        row instead of being flagged `start_missing`)."""
+        with self._lock:
+            out = {}
+            for name, state in self._meters.items():
+                opening = state.view.quarter_opening()
+                if opening is not None:
+                    out[name] = _json(opening)
             return out
 
     def connection(self, now: datetime) -> Outgoing:

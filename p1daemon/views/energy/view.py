@@ -41,7 +41,14 @@ from decimal import Decimal
 
 from p1daemon.reading.meter import MeterReading, Role
 from p1daemon.views.energy.clock import day_bounds, local, local_date, quarter_end, quarter_start
-from p1daemon.views.energy.documents import DayDoc, Energy, Gap, QuarterDoc
+from p1daemon.views.energy.documents import (
+    DayDoc,
+    Energy,
+    Gap,
+    QuarterDoc,
+    RegisterState,
+    quarter_status,
+)
 from p1daemon.views.energy.samples import (
     Key,
     Sample,
@@ -74,6 +81,7 @@ class _Period:
     gaps: list[Gap] = field(default_factory=list)
     quarters: int = 0
     last: Sample | None = None  # the reading its sums run up to
+    first: Sample | None = None  # the reading its sums run from (quarters only)
 
     def book(
         self, deltas: Mapping[Key, Decimal], *, reset: bool, changed: bool, sample: Sample
@@ -95,17 +103,46 @@ class _Period:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ClosedQuarter:
+    """A closed quarter as the history needs it: the published document plus the exact
+    register readings its values run between (meter timestamps) and the exact sums.
+
+    The quarter document and the history row are both made from this one result, so the
+    numbers on MQTT and in a report cannot differ."""
+
+    doc: QuarterDoc
+    first: Sample | None
+    last: Sample | None
+    sums: Mapping[Key, Decimal]
+
+
 @dataclass(slots=True)
 class ViewOutput:
     quarters: list[QuarterDoc] = field(default_factory=list)
+    closed: list[ClosedQuarter] = field(default_factory=list)  # one per entry in `quarters`
     days: list[DayDoc] = field(default_factory=list)  # finals and running snapshots, in order
+    # Set when this reading started a new baseline (replaced meter, register backwards or
+    # implausible, new timeline): the last reading before it and the first one after.
+    replacement: tuple[Sample, Sample] | None = None
     # Set when this reading confirmed a new timeline (see the module docstring): the time
     # of the last reading before it and of the new baseline, for whoever logs it.
     restarted: tuple[datetime, datetime] | None = None
 
 
 class EnergyView:
-    def __init__(self, meter: str, role: Role, ean: str | None, settings: SiteSettings) -> None:
+    def __init__(
+        self,
+        meter: str,
+        role: Role,
+        ean: str | None,
+        settings: SiteSettings,
+        *,
+        day_documents: bool = True,
+    ) -> None:
+        # day_documents=False: quarters only (the history sums days itself), which spares
+        # a document per closed quarter.
+        self._day_documents = day_documents
         self.meter = meter
         self.role = role
         self.ean = ean
@@ -142,9 +179,12 @@ class EnergyView:
             self._candidate = None
             self.ignored -= 1
             self._restart(prev, candidate, out)
+            out.replacement = (prev, candidate)
             prev = candidate
         self._candidate = None
         deltas, reset = self._deltas(prev, sample)
+        if reset:
+            out.replacement = (prev, sample)
         changed = set(prev.registers) != set(sample.registers)
         self._step(prev, sample, deltas, reset, changed, out)
         self._prev = sample
@@ -156,7 +196,7 @@ class EnergyView:
         start = quarter_start(sample.at, self._zone)
         self._quarter = _Period(start, quarter_end(start), sample.at != start)
         self._quarter.readings = 1
-        self._quarter.last = sample
+        self._quarter.last = self._quarter.first = sample
         day_start, day_end = day_bounds(local_date(sample.at, self._zone), self._zone)
         self._day = _Period(day_start, day_end, sample.at != day_start, last=sample)
         self._prev = sample
@@ -200,10 +240,11 @@ class EnergyView:
             day.meter_replaced = True
             day.last = sample
             self._quarter = _Period(start, quarter_end(start), True, meter_replaced=True)
-            self._quarter.last = sample
+            self._quarter.last = self._quarter.first = sample
             self._quarter.readings = 1
             self._prev = sample
-            out.days.append(self._day_doc(day, final=False))
+            if self._day_documents:
+                out.days.append(self._day_doc(day, final=False))
         else:
             self._begin(sample)
             assert self._quarter is not None and self._day is not None
@@ -262,7 +303,8 @@ class EnergyView:
             self._running_day().book(deltas, reset=False, changed=changed, sample=sample)
         else:
             self._gap(prev, sample, start, deltas, reset, changed, out)
-        out.days.append(self._day_doc(self._running_day(), final=False))
+        if self._day_documents:
+            out.days.append(self._day_doc(self._running_day(), final=False))
 
     def _gap(
         self,
@@ -316,7 +358,7 @@ class EnergyView:
         quarter = _Period(start, quarter_end(start), start_missing, gap_before=gap)
         if gap is not None and gap.meter_replaced:
             quarter.meter_replaced = True
-        quarter.last = opening
+        quarter.last = quarter.first = opening
         self._quarter = quarter
 
     def _close_quarter(self, out: ViewOutput) -> None:
@@ -325,11 +367,13 @@ class EnergyView:
         day = self._running_day()
         if quarter.touched or quarter.gap_before is not None:
             day.quarters += 1
-            out.quarters.append(self._quarter_doc(quarter))
+            doc = self._quarter_doc(quarter)
+            out.quarters.append(doc)
+            out.closed.append(ClosedQuarter(doc, quarter.first, quarter.last, dict(quarter.sums)))
         self._quarter = None
 
     def _emit_final_day(self, day: _Period, out: ViewOutput) -> None:
-        if day.touched or day.gaps:
+        if self._day_documents and (day.touched or day.gaps):
             out.days.append(self._day_doc(day, final=True))
 
     def _running_day(self) -> _Period:
@@ -359,6 +403,7 @@ class EnergyView:
             registers_changed=period.registers_changed,
             gap_before=period.gap_before,
             readings=period.readings,
+            status=quarter_status(period.complete, period.meter_replaced),
         )
 
     def _day_doc(self, period: _Period, *, final: bool) -> DayDoc:
@@ -384,9 +429,29 @@ class EnergyView:
             last_reading=None if period.last is None else state_of(period.last, self._zone),
         )
 
+    def last_sample(self) -> Sample | None:
+        """The reading everything so far runs up to (what `resume` continues from)."""
+        return self._prev
+
+    def opening_sample(self) -> Sample | None:
+        """`quarter_opening` as a sample."""
+        quarter = self._quarter
+        if quarter is None or quarter.first is None:
+            return None
+        if quarter.start_missing or quarter.meter_replaced or quarter.registers_changed:
+            return None
+        return quarter.first
+
+    def quarter_opening(self) -> RegisterState | None:
+        """The running quarter's opening reading, while nothing is missing in it so far:
+        saved at a stop beside `current_day()`, it lets a restart within the quarter
+        continue it whole (`restore(doc, opening=...)`)."""
+        first = self.opening_sample()
+        return None if first is None else state_of(first, self._zone)
+
     # -- restart ---------------------------------------------------------------------------
 
-    def restore(self, doc: DayDoc) -> bool:
+    def restore(self, doc: DayDoc, *, opening: RegisterState | None = None) -> bool:
         """Continue a day after a restart from its last running document.
 
         Call before the first `feed`, with the newest non-final day document this meter
@@ -396,6 +461,8 @@ class EnergyView:
         a gap otherwise, and the day's total stays exact as long as the daemon is back
         the same day. The quarter that was running is continued but flagged
         `start_missing` (what it held before the restart is not in the document).
+        With `opening` (the `quarter_opening()` saved with the document) the running
+        quarter continues whole instead, not flagged.
         Returns False, changing nothing, when the document does not fit.
         """
         state = doc.last_reading
@@ -420,7 +487,59 @@ class EnergyView:
         day.last = prev
         start = quarter_start(prev.at, self._zone)
         quarter = _Period(start, quarter_end(start), True)
-        quarter.last = prev
+        quarter.last = quarter.first = prev
         quarter.readings = 1
+        self._continue_quarter(quarter, prev, opening)
         self._day, self._quarter, self._prev = day, quarter, prev
+        return True
+
+    def _continue_quarter(
+        self, quarter: _Period, prev: Sample, opening: RegisterState | Sample | None
+    ) -> None:
+        saved = self._opening_of(opening, prev, quarter.start)
+        if saved is not None:
+            # The quarter's own opening reading was saved: it continues whole.
+            quarter.start_missing = False
+            quarter.first = saved
+            quarter.touched = prev.at > saved.at
+            for key in saved.registers.keys() & prev.registers.keys():
+                quarter.sums[key] = prev.registers[key] - saved.registers[key]
+
+    def _opening_of(
+        self, state: RegisterState | Sample | None, prev: Sample, start: datetime
+    ) -> Sample | None:
+        if state is None:
+            return None
+        opening = state if isinstance(state, Sample) else sample_from_state(state)
+        if opening.equipment_id != prev.equipment_id or opening.registers.keys() != (
+            prev.registers.keys()
+        ):
+            return None
+        if (
+            not start.timestamp() - self._tolerance_s
+            <= opening.at.timestamp()
+            <= (prev.at.timestamp())
+        ):
+            return None
+        if any(prev.registers[key] < value for key, value in opening.registers.items()):
+            return None
+        return opening
+
+    def resume(
+        self, state: RegisterState | Sample, *, opening: RegisterState | Sample | None = None
+    ) -> bool:
+        """Carry on from the last reading seen before a stop, whenever that was (the
+        history keeps it): the interval from it to the first live reading is booked by
+        the usual rules (a gap when it spans quarters, with the energy that passed), and
+        a meter swapped meanwhile is flagged replaced. With `opening` (see
+        `quarter_opening`) a restart inside the same quarter continues it whole. Call
+        before the first `feed`."""
+        if self._prev is not None:
+            return False
+        prev = state if isinstance(state, Sample) else sample_from_state(state)
+        self._begin(prev)
+        assert self._quarter is not None and self._day is not None
+        self._quarter.start_missing = True
+        self._day.start_missing = True
+        self._continue_quarter(self._quarter, prev, opening)
         return True

@@ -1,0 +1,1 @@
+"""`p1daemon report`: the settlement history read back, per metering point and connection."""

@@ -1,0 +1,180 @@
+"""`p1daemon report` and `p1daemon history import` (registered in p1daemon.cli)."""
+
+from __future__ import annotations
+
+import io
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import NoReturn
+
+import click
+
+from p1daemon.config.errors import ConfigError
+from p1daemon.config.loader import load_config
+from p1daemon.config.model import Config
+from p1daemon.report.period import PeriodError, parse_period
+from p1daemon.report.render import write_csv, write_json, write_table
+from p1daemon.views.history.aggregate import (
+    BY_CHOICES,
+    By,
+    connection_summary,
+    point_groups,
+    summarise,
+)
+from p1daemon.views.history.importer import import_captures
+from p1daemon.views.history.store import HistoryStore, HistoryUnavailable
+
+DEFAULT_CONFIG = "/etc/p1daemon/p1daemon.toml"
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"p1daemon: {message}", err=True)
+    sys.exit(1)
+
+
+def _config(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for line in exc.lines:
+            click.echo(line, err=True)
+        sys.exit(1)
+
+
+def _history_path(config: Config, override: str | None) -> Path:
+    return Path(override) if override is not None else config.history.file
+
+
+@click.command("report")
+@click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True, metavar="PATH")
+@click.option(
+    "--history", "history_path", metavar="PATH", help="History file (else [history] path)."
+)
+@click.option("--meter", help="Only this meter (its name in the configuration).")
+@click.option("--ean", help="Only the metering point with this EAN.")
+@click.option(
+    "--period",
+    default="last-month",
+    show_default=True,
+    help="2026-11, 2026, 2026-11-01..2026-11-15, yesterday, this-month or last-month.",
+)
+@click.option("--by", type=click.Choice(BY_CHOICES), default="day", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(("table", "csv", "json")),
+    help="Default: table on a terminal, csv otherwise.",
+)
+@click.option("--excel", is_flag=True, help="CSV for a Dutch-locale spreadsheet (; and , BOM).")
+def report(
+    config_path: str,
+    history_path: str | None,
+    meter: str | None,
+    ean: str | None,
+    period: str,
+    by: By,
+    fmt: str | None,
+    excel: bool,
+) -> None:
+    """Energy per metering point from the settlement history, with readings, coverage,
+    gaps, replacements and the connection's shares. Works while the daemon runs."""
+    if meter is not None and ean is not None:
+        raise click.UsageError("give --meter or --ean, not both")
+    if excel:
+        if fmt not in (None, "csv"):
+            raise click.UsageError("--excel writes CSV; it cannot be combined with --format")
+        fmt = "csv"
+    if fmt is None:
+        fmt = "table" if sys.stdout.isatty() else "csv"
+    config = _config(config_path)
+    zone = config.site.zone
+    try:
+        span = parse_period(period, zone)
+    except PeriodError as exc:
+        raise click.UsageError(str(exc)) from None
+    path = _history_path(config, history_path)
+    try:
+        store = HistoryStore.open(path, readonly=True)
+    except HistoryUnavailable as exc:
+        _fail(str(exc))
+    try:
+        groups = point_groups(store)
+        order = [m.name for m in config.meters if m.name in groups]
+        order += sorted(name for name in groups if name not in order)
+        if meter is not None:
+            if meter not in groups:
+                _fail(f"no history for meter {meter!r} (known: {', '.join(order) or 'none'})")
+            order = [meter]
+        if ean is not None:
+            order = [n for n in order if any(p.ean == ean for p in groups[n])]
+            if not order:
+                _fail(f"no history for EAN {ean}")
+        start, end = span.bounds(zone)
+        summaries = [summarise(store, groups[name], start, end, by, zone) for name in order]
+    except Exception as exc:  # sqlite3.Error and friends: one line, no traceback
+        _fail(f"cannot read history {path}: {exc}")
+    finally:
+        store.close()
+    conn = None
+    if fmt != "csv" and meter is None and ean is None and len(summaries) > 1:
+        tolerance = Decimal(repr(config.site.tolerance_kwh))
+        conn = connection_summary(summaries, config.site.topology, tolerance)
+    labels = {m.name: dict(m.tariff_labels) for m in config.meters}
+    # UTF-8 whatever the locale (names, labels, the BOM), CRLF as RFC 4180 wants it.
+    out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+    if fmt == "csv":
+        write_csv(out, summaries, zone, labels, excel=excel)
+    elif fmt == "json":
+        write_json(out, summaries, conn, zone, labels)
+    else:
+        write_table(out, summaries, conn, zone, labels)
+    out.flush()
+    out.detach()
+
+
+@click.group("history")
+def history() -> None:
+    """The settlement history file."""
+
+
+@history.command("import")
+@click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--meter", required=True, help="The configured meter these captures are from.")
+@click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True, metavar="PATH")
+@click.option(
+    "--history", "history_path", metavar="PATH", help="History file (else [history] path)."
+)
+def history_import(
+    captures: tuple[str, ...], meter: str, config_path: str, history_path: str | None
+) -> None:
+    """Build history from raw P1 capture files of METER (importing twice changes nothing).
+
+    Stop the daemon first or import into another file: only one process writes."""
+    config = _config(config_path)
+    try:
+        config.meter(meter)
+    except KeyError:
+        raise click.UsageError(f"no meter {meter!r} in {config_path}") from None
+    paths = [Path(c) for c in captures]
+    for path in paths:
+        if not path.is_file():
+            raise click.UsageError(f"cannot read {path}: no such file")
+    target = _history_path(config, history_path)
+    try:
+        store = HistoryStore.open(target)
+    except HistoryUnavailable as exc:
+        _fail(str(exc))
+    try:
+        result = import_captures(store, config, meter, paths)
+    except OSError as exc:
+        _fail(f"cannot read a capture: {exc.strerror or exc}")
+    except Exception as exc:
+        _fail(f"cannot write history {target}: {exc}")
+    finally:
+        store.close()
+    click.echo(
+        f"{meter}: {result.readings} readings, {result.rows} rows into {target}"
+        + (f", {result.dropped} frames dropped" if result.dropped else "")
+        + (f", {result.untimed} without a timestamp skipped" if result.untimed else "")
+    )

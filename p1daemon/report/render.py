@@ -1,0 +1,358 @@
+"""Report output: a table for people, CSV for spreadsheets (RFC 4180, or `--excel` for a
+Dutch-locale spreadsheet: semicolons, decimal commas, UTF-8 BOM), JSON lines (one
+document per metering point, then one for the connection)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+from p1daemon.views.energy.clock import local
+from p1daemon.views.energy.samples import ALL_KEYS, Key, Sample
+from p1daemon.views.history.aggregate import ConnectionSummary, PointSummary
+
+_MILLI = Decimal("0.001")
+CSV_HEADER = (
+    "meter",
+    "role",
+    "ean",
+    "equipment_id",
+    "start",
+    "end",
+    "register",
+    "label",
+    "value",
+    "unit",
+    "quarters",
+    "complete_quarters",
+    "first_reading_at",
+    "first_reading",
+    "last_reading_at",
+    "last_reading",
+)
+
+Labels = Mapping[str, Mapping[str, str]]  # meter -> tariff -> label
+
+
+def kwh(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    text = str(value)
+    # Most values already carry the meter's three decimals: no quantize needed.
+    point = text.find(".")
+    if point >= 0 and len(text) - point == 4 and "E" not in text:
+        return text
+    return str(value.quantize(_MILLI))
+
+
+def register_name(key: Key) -> str:
+    return f"{key[0]}_{key[1]}"
+
+
+def _label(labels: Labels, meter: str, key: Key) -> str:
+    tariff = labels.get(meter, {}).get(key[1])
+    return tariff or ""
+
+
+def registers_of(summary: PointSummary) -> list[Key]:
+    seen: set[Key] = set(summary.totals)
+    for sample in (summary.first, summary.last):
+        if sample is not None:
+            seen.update(sample.registers)
+    return [key for key in ALL_KEYS if key in seen]
+
+
+_ISO_CACHE: dict[tuple[float, str], str] = {}
+
+
+def _iso(instant: datetime | None, zone: ZoneInfo) -> str:
+    """Local ISO 8601 with offset; cached, as every meter's intervals share their bounds
+    (a year by quarter asks for the same 35,000 instants six times over)."""
+    if instant is None:
+        return ""
+    key = (instant.timestamp(), zone.key)
+    text = _ISO_CACHE.get(key)
+    if text is None:
+        if len(_ISO_CACHE) > 500_000:
+            _ISO_CACHE.clear()
+        text = _ISO_CACHE[key] = local(instant, zone).isoformat()
+    return text
+
+
+def _reading(sample: Sample | None, key: Key) -> Decimal | None:
+    return None if sample is None else sample.registers.get(key)
+
+
+def _quoted(text: str, delimiter: str) -> str:
+    """RFC 4180: a field with the delimiter, a quote or a line break is quoted."""
+    if delimiter in text or '"' in text or "\r" in text or "\n" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def write_csv(
+    out: IO[str],
+    summaries: Sequence[PointSummary],
+    zone: ZoneInfo,
+    labels: Labels,
+    *,
+    excel: bool = False,
+) -> None:
+    """One row per metering point, interval and register. Written line by line rather
+    than through `csv.writer`: a year by quarter is close to a million rows, and only
+    the names and labels can need quoting (quoted once per metering point here)."""
+    sep = ";" if excel else ","
+    if excel:
+        out.write("\ufeff")
+    write = out.write
+    write(sep.join(CSV_HEADER) + "\r\n")
+
+    def number(text: str) -> str:
+        return text.replace(".", ",") if excel else text
+
+    for summary in summaries:
+        keys = registers_of(summary)
+        head = sep.join(
+            _quoted(text, sep)
+            for text in (
+                summary.meter,
+                summary.role,
+                summary.ean or "",
+                ",".join(summary.equipment_ids),
+            )
+        )
+        names = [
+            sep.join((register_name(k), _quoted(_label(labels, summary.meter, k), sep)))
+            for k in keys
+        ]
+        zero = Decimal(0)
+        for interval in summary.intervals:
+            bounds = f"{_iso(interval.start, zone)}{sep}{_iso(interval.end, zone)}"
+            known = interval.recorded > 0 or bool(interval.sums)
+            first, last = interval.first, interval.last
+            first_at = _iso(None if first is None else first.at, zone)
+            last_at = _iso(None if last is None else last.at, zone)
+            counts = f"kWh{sep}{interval.quarters}{sep}{interval.complete}"
+            sums = interval.sums
+            for key, name in zip(keys, names, strict=True):
+                value = number(kwh(sums.get(key, zero))) if known else ""
+                write(
+                    f"{head}{sep}{bounds}{sep}{name}{sep}{value}{sep}{counts}{sep}"
+                    f"{first_at}{sep}{number(kwh(_reading(first, key)))}{sep}"
+                    f"{last_at}{sep}{number(kwh(_reading(last, key)))}\r\n"
+                )
+        for m in summary.mbus:
+            cells = (
+                head,
+                _iso(m.start, zone),
+                _iso(m.end, zone),
+                f"{m.kind}_{m.channel}",
+                "",
+                number(kwh(m.delta)),
+                _quoted(m.unit or "", sep),
+                "",
+                "",
+                "",
+                "",
+                "",
+                "",
+            )
+            write(sep.join(cells) + "\r\n")
+
+
+def _energy(values: Mapping[Key, Decimal], keys: Sequence[Key]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for key in keys:
+        if key in values:
+            out.setdefault(key[0], {})[key[1]] = float(values[key].quantize(_MILLI))
+    return out
+
+
+def _sample_doc(sample: Sample | None, zone: ZoneInfo) -> dict[str, Any] | None:
+    if sample is None:
+        return None
+    keys = [k for k in ALL_KEYS if k in sample.registers]
+    return {
+        "at": _iso(sample.at, zone),
+        "equipment_id": sample.equipment_id,
+        **_energy(sample.registers, keys),
+    }
+
+
+def point_document(summary: PointSummary, zone: ZoneInfo, labels: Labels) -> dict[str, Any]:
+    keys = registers_of(summary)
+    return {
+        "meter": summary.meter,
+        "role": summary.role,
+        "ean": summary.ean,
+        "equipment_ids": summary.equipment_ids,
+        "start": _iso(summary.start, zone),
+        "end": _iso(summary.end, zone),
+        "tariff_labels": dict(labels.get(summary.meter, {})),
+        "first_reading": _sample_doc(summary.first, zone),
+        "last_reading": _sample_doc(summary.last, zone),
+        "totals": _energy(summary.totals, keys),
+        "quarters": summary.quarters,
+        "complete_quarters": summary.complete,
+        "coverage": float(summary.coverage),
+        "gaps": [
+            {
+                "start": _iso(gap.start, zone),
+                "end": _iso(gap.end, zone),
+                "energy": None if gap.deltas is None else _energy(gap.deltas, keys),
+            }
+            for gap in summary.gaps
+        ],
+        "replacements": [
+            {
+                "at": _iso(r.at, zone),
+                "old": _sample_doc(r.old, zone),
+                "new": _sample_doc(r.new, zone),
+            }
+            for r in summary.replacements
+        ],
+        "intervals": [
+            {
+                "start": _iso(i.start, zone),
+                "end": _iso(i.end, zone),
+                "quarters": i.quarters,
+                "complete_quarters": i.complete,
+                **(_energy(i.sums, keys) if i.recorded or i.sums else {}),
+            }
+            for i in summary.intervals
+        ],
+        "mbus": [
+            {
+                "channel": m.channel,
+                "kind": m.kind,
+                "unit": m.unit,
+                "start": _iso(m.start, zone),
+                "end": _iso(m.end, zone),
+                "value": float(m.delta.quantize(_MILLI)),
+                "hours": m.hours,
+                "complete_hours": m.complete,
+            }
+            for m in summary.mbus
+        ],
+    }
+
+
+def connection_document(conn: ConnectionSummary, zone: ZoneInfo) -> dict[str, Any]:
+    keys = list(ALL_KEYS)
+    return {
+        "connection": {
+            "topology": conn.topology,
+            "primary": conn.primary,
+            "secondaries": conn.secondaries,
+            "total": _energy(conn.connection, keys),
+            "own_share": {meter: _energy(values, keys) for meter, values in conn.own.items()},
+            "negative_own_share_quarters": [
+                {"start": _iso(q.start, zone), **_energy(q.own, keys)} for q in conn.negative
+            ],
+            "incomplete_quarters": conn.incomplete_quarters,
+        }
+    }
+
+
+def write_json(
+    out: IO[str],
+    summaries: Sequence[PointSummary],
+    conn: ConnectionSummary | None,
+    zone: ZoneInfo,
+    labels: Labels,
+) -> None:
+    for summary in summaries:
+        out.write(json.dumps(point_document(summary, zone, labels), ensure_ascii=False))
+        out.write("\n")
+    if conn is not None:
+        out.write(json.dumps(connection_document(conn, zone), ensure_ascii=False))
+        out.write("\n")
+
+
+def write_table(
+    out: IO[str],
+    summaries: Sequence[PointSummary],
+    conn: ConnectionSummary | None,
+    zone: ZoneInfo,
+    labels: Labels,
+) -> None:
+    for summary in summaries:
+        keys = registers_of(summary)
+        out.write(
+            f"{summary.meter} ({summary.role}, EAN {summary.ean or '-'}, equipment "
+            f"{', '.join(summary.equipment_ids) or '-'})\n"
+        )
+        out.write(f"  period {_iso(summary.start, zone)} .. {_iso(summary.end, zone)}\n")
+        out.write(
+            f"  coverage {summary.coverage * 100:.2f}% "
+            f"({summary.complete} of {summary.quarters} quarter-hours complete)\n"
+        )
+        for name, sample in (("first", summary.first), ("last", summary.last)):
+            if sample is not None:
+                regs = "  ".join(
+                    f"{register_name(k)}={kwh(sample.registers.get(k))}"
+                    for k in keys
+                    if k in sample.registers
+                )
+                out.write(f"  {name} reading {_iso(sample.at, zone)}: {regs}\n")
+        names = [
+            register_name(k) + (f" ({lab})" if (lab := _label(labels, summary.meter, k)) else "")
+            for k in keys
+        ]
+        out.write(
+            "  total: "
+            + "  ".join(
+                f"{n}={kwh(summary.totals.get(k, Decimal(0)))}"
+                for n, k in zip(names, keys, strict=True)
+            )
+            + " kWh\n"
+        )
+        widths = [max(len(n), 12) for n in names]
+        out.write(
+            "  "
+            + f"{'start':<26}"
+            + " ".join(f"{n:>{w}}" for n, w in zip(names, widths, strict=True))
+            + "  complete\n"
+        )
+        for interval in summary.intervals:
+            known = interval.recorded > 0 or bool(interval.sums)
+            cells = " ".join(
+                f"{(kwh(interval.sums.get(k, Decimal(0))) if known else '-'):>{w}}"
+                for k, w in zip(keys, widths, strict=True)
+            )
+            out.write(
+                f"  {_iso(interval.start, zone):<26}{cells}  "
+                f"{interval.complete}/{interval.quarters}\n"
+            )
+        for gap in summary.gaps:
+            energy = (
+                "unknown (meter replaced)"
+                if gap.deltas is None
+                else " ".join(f"{register_name(k)}={kwh(v)}" for k, v in sorted(gap.deltas.items()))
+            )
+            out.write(f"  gap {_iso(gap.start, zone)} .. {_iso(gap.end, zone)}: {energy}\n")
+        for r in summary.replacements:
+            out.write(
+                f"  replaced at {_iso(r.at, zone)}: {r.old.equipment_id} -> {r.new.equipment_id}\n"
+            )
+        for m in summary.mbus:
+            out.write(
+                f"  {m.kind} (channel {m.channel}) {_iso(m.start, zone)}: "
+                f"{kwh(m.delta)} {m.unit or ''}\n"
+            )
+        out.write("\n")
+    if conn is not None:
+        out.write(f"connection ({conn.topology})\n")
+        out.write("  total: " + _pairs(conn.connection) + "\n")
+        for meter, values in conn.own.items():
+            out.write(f"  own share {meter}: {_pairs(values)}\n")
+        for q in conn.negative:
+            out.write(f"  negative own share {_iso(q.start, zone)}: {_pairs(q.own)}\n")
+
+
+def _pairs(values: Mapping[Key, Decimal]) -> str:
+    return "  ".join(f"{register_name(k)}={kwh(values[k])}" for k in ALL_KEYS if k in values)

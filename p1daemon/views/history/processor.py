@@ -1,0 +1,138 @@
+"""The history as a daemon processor: readings in, rows to the writer thread, month
+documents out. `on_reading` only computes (the recorder) and hands rows over (a deque
+append); every SQLite statement runs on the writer's own thread.
+
+Shaped for the daemon's processor protocol (`start`, `on_reading`, `on_tick`,
+`on_event`, `stop`, each returning documents to publish); `HistoryDocument` has the
+protocol's `Document` fields (topic, payload, record).
+
+Wiring into the daemon's builder (`p1daemon/daemon/builder.py`, not on this branch):
+
+    ProcessorFactory("history", HistoryProcessor.wanted,
+                     lambda config, persist: HistoryProcessor.from_config(config))
+
+appended to `STANDARD`, `HistoryDocument` replaced by `p1daemon.daemon.processor.Document`,
+and `health()` added to `<prefix>/daemon/health`. Without `on_reload` a reload rebuilds it:
+`stop` saves every meter's state, the new one resumes from it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from p1daemon.reading.meter import MeterReading
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.energy.tracker import MeterSpec
+from p1daemon.views.history.aggregate import point_groups
+from p1daemon.views.history.month import month_document
+from p1daemon.views.history.recorder import HistoryRecorder
+from p1daemon.views.history.rows import QuarterRow, Row
+from p1daemon.views.history.settings import HistorySettings
+from p1daemon.views.history.store import HistoryStore
+from p1daemon.views.history.writer import HistoryWriter
+
+if TYPE_CHECKING:
+    from p1daemon.config.model import Config
+
+log = logging.getLogger("p1daemon.history")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryDocument:
+    topic: str
+    payload: bytes
+    record: bool  # durable via the outbox; else retained state, newest wins
+
+
+class HistoryProcessor:
+    name = "history"
+    label = "the settlement history"
+
+    def __init__(
+        self,
+        settings: HistorySettings,
+        site: SiteSettings,
+        meters: Sequence[MeterSpec],
+        topic_prefix: str,
+    ) -> None:
+        self.settings = settings
+        self._zone = site.zone
+        self._prefix = topic_prefix
+        self._meters = {spec.name: spec for spec in meters}
+        self.recorder = HistoryRecorder(site, meters)
+        self.writer = HistoryWriter(settings, settings.file, on_commit=self._committed)
+        self._lock = threading.Lock()
+        self._outgoing: dict[str, bytes] = {}
+
+    @classmethod
+    def from_config(cls, config: Config) -> HistoryProcessor:
+        specs = [MeterSpec(m.name, m.role, m.ean) for m in config.meters]
+        return cls(config.history, config.site, specs, config.mqtt.topic_prefix)
+
+    @staticmethod
+    def wanted(config: Config, persist: bool) -> bool:
+        """For the daemon's builder: only a daemon that persists (not `run --stdout`)
+        writes the history, and only when `[history] enabled`."""
+        return persist and config.history.enabled
+
+    def month_topic(self, meter: str) -> str:
+        return f"{self._prefix}/{meter}/month"
+
+    def start(self) -> Sequence[HistoryDocument]:
+        states = self.writer.open_states()
+        self.recorder.resume(states)
+        self.writer.start()
+        return []
+
+    def on_reading(self, reading: MeterReading, now: datetime) -> Sequence[HistoryDocument]:
+        rows = self.recorder.feed(reading)
+        if rows:
+            self.writer.submit(rows)
+        return self._drain()
+
+    def on_tick(self, now: datetime) -> Sequence[HistoryDocument]:
+        return self._drain()
+
+    def on_event(self, event: object) -> Sequence[HistoryDocument]:
+        return []
+
+    def stop(self) -> Sequence[HistoryDocument]:
+        self.writer.submit(self.recorder.states())
+        self.writer.stop()
+        return self._drain()
+
+    def health(self) -> dict[str, object]:
+        """For `daemon/health`: whether the history is being written, and what waits."""
+        return self.writer.health()
+
+    # -- writer thread ------------------------------------------------------------------
+
+    def _committed(self, store: HistoryStore, batch: list[Row]) -> None:
+        meters = {row.point.meter for row in batch if isinstance(row, QuarterRow)}
+        if not meters:
+            return
+        groups = point_groups(store)
+        latest = max(row.start for row in batch if isinstance(row, QuarterRow))
+        docs = {}
+        for meter in meters:
+            points = groups.get(meter)
+            if points:
+                doc = month_document(store, points, latest.astimezone(UTC), self._zone)
+                docs[meter] = doc.model_dump_json().encode()
+        with self._lock:
+            self._outgoing.update(docs)
+
+    def _drain(self) -> list[HistoryDocument]:
+        if not self._outgoing:
+            return []
+        with self._lock:
+            outgoing, self._outgoing = self._outgoing, {}
+        return [
+            HistoryDocument(self.month_topic(meter), payload, True)
+            for meter, payload in outgoing.items()
+        ]
