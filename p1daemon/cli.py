@@ -21,6 +21,7 @@ from p1daemon.config.render import render_config
 from p1daemon.config.secrets import short_secret_warnings
 from p1daemon.daemon.app import DRAIN_TIMEOUT_S, TICK_S, Daemon
 from p1daemon.daemon.builder import build
+from p1daemon.daemon.dispatcher import Dispatcher
 from p1daemon.daemon.probe import ProbeError, describe, probe
 from p1daemon.daemon.processor import Output
 from p1daemon.daemon.stdout_sink import JsonLinesOutput
@@ -195,9 +196,12 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
         output = MqttSink.from_config(
             config,
             health_source=lambda: daemon.meter_snapshots() if daemon is not None else {},
+            views_health=lambda: sink.processor_health() if sink is not None else {},
         )
-    # The views (energy, Home Assistant discovery) are processors built from the config;
-    # with --stdout they print their documents too, but save or restore no state.
+    # The views (energy, Home Assistant discovery, capacity, history) are processors built
+    # from the config; with --stdout they print their documents too, but save or restore
+    # no state.
+    sink: Dispatcher | None = None
     sink = build(config, [output], persist=not to_stdout)
     hooks = SystemdHooks.from_environment()
     daemon = Daemon(

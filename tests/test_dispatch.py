@@ -212,7 +212,7 @@ def test_a_registered_processor_sees_two_meters_in_order_and_its_records_survive
     extra = ProcessorFactory("counting", lambda config, persist: True, lambda c, p: counting)
     dispatcher = build(config, [MqttSink.from_config(config)], extra=[extra])
     dispatchers.append(dispatcher)
-    assert [p.name for p in dispatcher.processors] == ["energy", "capacity", "counting"]
+    assert [p.name for p in dispatcher.processors] == ["energy", "capacity", "history", "counting"]
     dispatcher.start()
     sink = dispatcher.output("mqtt")
     assert isinstance(sink, MqttSink)

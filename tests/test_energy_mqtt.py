@@ -510,9 +510,11 @@ def test_a_restart_continues_the_day_from_the_saved_state(
     assert day["export"]["total_kwh"] == pytest.approx(exp)
     assert day["gaps"] == [] and day["quarters"] == 3
     resumed = distinct(subscriber.on("p1/house/quarter"))[-1]
-    # The quarter that was running at the restart: only what came after it is known.
-    assert resumed["start"] == "2024-06-21T12:30:00+02:00" and resumed["start_missing"] is True
-    imp, exp = house.kwh_between(at("12:32:00"), at("12:45:00"))
+    # The quarter that was running at the restart continues whole: its opening reading
+    # was saved at the clean stop, so MQTT shows what the history books (issue 11).
+    assert resumed["start"] == "2024-06-21T12:30:00+02:00" and resumed["start_missing"] is False
+    assert resumed["status"] == "complete"
+    imp, exp = house.kwh_between(at("12:30:00"), at("12:45:00"))
     assert resumed["import"]["total_kwh"] == pytest.approx(imp)
     assert resumed["export"]["total_kwh"] == pytest.approx(exp)
 

@@ -121,3 +121,30 @@ def test_a_reload_adds_a_meter_and_keeps_the_running_quarter_of_the_others(
     assert documents is not None
     assert [p["meter"] for p in json.loads(documents[-1].payload)["points"]] == ["carport"]
     processor.stop()
+
+
+def test_a_restart_inside_a_quarter_publishes_that_quarter_whole(tmp_path: Path) -> None:
+    """The running quarter's opening reading is saved at a clean stop, so the quarter the
+    daemon was restarted in is complete on MQTT, as the history books it."""
+    cfg = config(tmp_path, ["house"])
+    first = EnergyProcessor.from_config(cfg)
+    first.start()
+    for reading in readings("house", range(14, 18)):  # into the 12:15 quarter
+        first.on_reading(reading, datetime.now(UTC))
+    first.stop()
+
+    saved = tmp_path / "energy" / "house-quarter.json"
+    assert saved.exists()
+    again = EnergyProcessor.from_config(cfg)
+    again.start()
+    assert not saved.exists()  # used once only: a later start never applies it
+    quarters = []
+    for reading in readings("house", range(18, 31)):  # the 12:15 quarter closes at 12:30
+        for document in again.on_reading(reading, datetime.now(UTC)):
+            if document.topic.endswith("/house/quarter"):
+                quarters.append(json.loads(document.payload))
+    again.stop()
+    assert [q["start"] for q in quarters] == ["2024-06-21T12:15:00+02:00"]
+    assert quarters[0]["status"] == "complete", quarters[0]
+    # One Wh per telegram, six a minute, from 12:15:00 to 12:30:00.
+    assert round(quarters[0]["import"]["total_kwh"] * 1000) == 90

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from history_synth import SynthMeter, Truth, run_meter
 
+from p1daemon.daemon.processor import Document
 from p1daemon.views.energy.settings import SiteSettings
 from p1daemon.views.energy.tracker import MeterSpec
-from p1daemon.views.history.processor import HistoryDocument, HistoryProcessor
+from p1daemon.views.history.processor import HistoryProcessor
 from p1daemon.views.history.settings import HistorySettings
 from p1daemon.views.history.store import HistoryStore
 
@@ -32,7 +33,7 @@ def month_docs(proc: HistoryProcessor, meters: int, timeout: float = 10.0) -> di
     deadline = time.monotonic() + timeout
     while len(found) < meters and time.monotonic() < deadline:
         for doc in proc.on_tick(datetime.now(UTC)):
-            assert isinstance(doc, HistoryDocument) and doc.record
+            assert isinstance(doc, Document) and doc.record
             found[doc.topic] = json.loads(doc.payload)
         time.sleep(0.02)
     return found

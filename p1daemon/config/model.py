@@ -21,6 +21,7 @@ from pydantic import (
     SecretStr,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from p1daemon.config.ean import ean_problem
@@ -31,7 +32,7 @@ from p1daemon.publish.topics import RESERVED_METER_NAMES
 from p1daemon.reading.meter import Role
 from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source
 from p1daemon.views.energy.settings import SiteSettings
-from p1daemon.views.history.settings import HistorySettings
+from p1daemon.views.history.settings import HISTORY_FILE, HistorySettings
 from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_-]+$")
@@ -202,6 +203,16 @@ class Config(BaseModel):
     site: SiteSettings = Field(default_factory=SiteSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     meters: list[MeterConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _history_beside_the_outbox(self) -> Config:
+        """Without `[history] path`, the history lives beside the outbox (the one folder
+        the service may write, and a test's or the demo's own folder)."""
+        if "path" not in self.history.model_fields_set:
+            beside = str(Path(self.buffer.path).parent / HISTORY_FILE)
+            # The models are frozen; this runs once, while the object is being built.
+            object.__setattr__(self, "history", self.history.model_copy(update={"path": beside}))
+        return self
 
     def meter(self, name: str) -> MeterConfig:
         for meter in self.meters:

@@ -31,6 +31,7 @@ from p1daemon.daemon.processor import Document, Output, Processor, Reloadable
 from p1daemon.daemon.sink import Reconfigurable
 from p1daemon.views.capacity.processor import CapacityProcessor, wanted
 from p1daemon.views.energy.processor import EnergyProcessor
+from p1daemon.views.history.processor import HistoryProcessor
 from p1daemon.views.homeassistant.processor import DiscoveryProcessor
 
 log = logging.getLogger("p1daemon.dispatch")
@@ -70,6 +71,9 @@ STANDARD: tuple[ProcessorFactory, ...] = (
     ProcessorFactory("energy", _energy_wanted, _energy),
     ProcessorFactory(
         "capacity", lambda c, p: wanted(c), lambda c, p: CapacityProcessor.from_config(c)
+    ),
+    ProcessorFactory(
+        "history", HistoryProcessor.wanted, lambda c, p: HistoryProcessor.from_config(c)
     ),
 )
 

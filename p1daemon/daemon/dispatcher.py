@@ -36,6 +36,7 @@ from p1daemon.daemon.processor import (
     InputEvent,
     Output,
     Processor,
+    ReportsHealth,
     Subscribes,
 )
 from p1daemon.daemon.sink import ReportsStatus
@@ -165,6 +166,18 @@ class Dispatcher:
         """An output's input event (thread-safe, never blocks); handled by the worker."""
         self._events.put(event)
         self._wake.set()
+
+    def processor_health(self) -> dict[str, dict[str, object]]:
+        """Each `ReportsHealth` processor's figures by name (from any thread; a failing
+        one is left out rather than costing the health report)."""
+        figures: dict[str, dict[str, object]] = {}
+        for processor in tuple(self._processors):
+            if isinstance(processor, ReportsHealth):
+                try:
+                    figures[processor.name] = processor.health()
+                except Exception:
+                    log.exception("processor %s: health() failed", processor.name)
+        return figures
 
     def begin_drain(self) -> None:
         """Every reader has ended: outputs release what they held back (`Drains`)."""

@@ -137,6 +137,14 @@ class HasBackPressure(Protocol):
 
 
 @runtime_checkable
+class ReportsHealth(Protocol):
+    """A processor with a state worth monitoring (the history: is it being written?);
+    the MQTT output shows it in `<prefix>/daemon/health` under `views.<name>`."""
+
+    def health(self) -> dict[str, object]: ...
+
+
+@runtime_checkable
 class Drains(Protocol):
     """An output that holds what it accepted until somebody else confirms it (the MQTT
     broker's PUBACK): a finite run waits for it to empty before it exits."""
@@ -162,5 +170,6 @@ __all__ = [
     "Output",
     "Processor",
     "Reloadable",
+    "ReportsHealth",
     "Subscribes",
 ]

@@ -59,6 +59,8 @@ if TYPE_CHECKING:  # the configuration layer imports this package's settings, no
 log = logging.getLogger("p1daemon.publish")
 
 HealthSource = Callable[[], Mapping[str, Mapping[str, Any]]]
+# What the processors report about themselves (the history's writer), by processor name.
+ViewsHealth = Callable[[], Mapping[str, Mapping[str, Any]]]
 
 _HEALTH_CHECK_S = 1.0
 _STUCK_AFTER_S = 30.0  # the worker goes round at least every second when all is well
@@ -98,6 +100,7 @@ class MqttSink:
         *,
         health_source: HealthSource | None = None,
         publish_intervals: Mapping[str, float] | None = None,
+        views_health: ViewsHealth | None = None,
     ) -> None:
         self.mqtt = mqtt
         self.buffer = buffer
@@ -105,6 +108,7 @@ class MqttSink:
         self._events: EventSink = _no_events
         self._was_connected = False
         self._health_source = health_source or _no_stats
+        self._views_health = views_health or _no_stats
         self._throttle: Throttle[MeterReading] = Throttle(publish_intervals or {})
         self._wake = threading.Event()
         self._accept_lock = threading.Lock()
@@ -129,7 +133,13 @@ class MqttSink:
         self._last_round = time.monotonic()
 
     @classmethod
-    def from_config(cls, config: Config, *, health_source: HealthSource | None = None) -> MqttSink:
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        health_source: HealthSource | None = None,
+        views_health: ViewsHealth | None = None,
+    ) -> MqttSink:
         """The MQTT output for a whole configuration (readings and documents; the views
         that make documents are built by `p1daemon.daemon.builder`)."""
         return cls(
@@ -137,6 +147,7 @@ class MqttSink:
             config.buffer,
             health_source=health_source,
             publish_intervals={m.name: m.publish_interval_s for m in config.meters},
+            views_health=views_health,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -330,7 +341,15 @@ class MqttSink:
             throttled=self._throttle.replaced,
             meters=tuple(sorted(self._meters_known())),
         )
-        return health.daemon_report(figures)
+        report = health.daemon_report(figures)
+        try:
+            views = dict(self._views_health())
+        except Exception:
+            log.exception("the views' health callback failed")
+            views = {}
+        if views:
+            report["views"] = views
+        return report
 
     def _meters_known(self) -> set[str]:
         return self._meters | set(self._last_stats)

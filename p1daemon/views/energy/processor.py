@@ -140,9 +140,42 @@ class EnergyProcessor:
             with self._lock:
                 self._unsaved.update(running)
             self._save(force=True, suffix=suffix)
+            self._save_openings(suffix)
         except Exception:  # never in the way of the outbox and the `offline` message
             log.exception("could not save the running days of the energy views")
         return ()
+
+    def _opening_path(self, meter: str) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / f"{meter}-quarter.json"
+
+    def _save_openings(self, suffix: str) -> None:
+        """At a clean stop: each running quarter's opening reading, so a restart inside
+        the same quarter publishes it whole (as the history books it), not as partial.
+        Read once at the next start and removed, so a stale one never applies later."""
+        for meter, payload in self.tracker.quarter_openings().items():
+            path = self._opening_path(meter)
+            temporary = path.with_name(path.name + suffix)
+            try:
+                with temporary.open("wb") as handle:
+                    handle.write(payload)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            except OSError as exc:
+                log.warning("meter %s: cannot save the running quarter to %s: %s", meter, path, exc)
+
+    def _take_opening(self, meter: str) -> bytes | None:
+        path = self._opening_path(meter)
+        try:
+            saved = path.read_bytes()
+            path.unlink()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("meter %s: cannot read the saved quarter %s: %s", meter, path, exc)
+            return None
+        return saved
 
     # -- the saved days ------------------------------------------------------------------
 
@@ -162,7 +195,7 @@ class EnergyProcessor:
         except OSError as exc:
             log.warning("meter %s: cannot read the saved day %s: %s", meter, path, exc)
             return
-        if self.tracker.restore(meter, saved):
+        if self.tracker.restore(meter, saved, self._take_opening(meter)):
             log.info("meter %s: the day view continues from %s", meter, path)
         else:
             log.info("meter %s: the saved day in %s does not fit; not used", meter, path)

@@ -2,18 +2,10 @@
 documents out. `on_reading` only computes (the recorder) and hands rows over (a deque
 append); every SQLite statement runs on the writer's own thread.
 
-Shaped for the daemon's processor protocol (`start`, `on_reading`, `on_tick`,
-`on_event`, `stop`, each returning documents to publish); `HistoryDocument` has the
-protocol's `Document` fields (topic, payload, record).
-
-Wiring into the daemon's builder (`p1daemon/daemon/builder.py`, not on this branch):
-
-    ProcessorFactory("history", HistoryProcessor.wanted,
-                     lambda config, persist: HistoryProcessor.from_config(config))
-
-appended to `STANDARD`, `HistoryDocument` replaced by `p1daemon.daemon.processor.Document`,
-and `health()` added to `<prefix>/daemon/health`. Without `on_reload` a reload rebuilds it:
-`stop` saves every meter's state, the new one resumes from it.
+A processor of the daemon (`p1daemon/daemon/processor.py`), built by the builder when
+`[history] enabled` and the daemon persists (not `run --stdout`); its `health()` is part
+of `<prefix>/daemon/health` under `views.history`. Without `on_reload` a reload rebuilds
+it: `stop` saves every meter's state, the new one resumes from it.
 """
 
 from __future__ import annotations
@@ -21,10 +13,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from p1daemon.daemon.processor import Document
 from p1daemon.reading.meter import MeterReading
 from p1daemon.views.energy.settings import SiteSettings
 from p1daemon.views.energy.tracker import MeterSpec
@@ -40,13 +32,6 @@ if TYPE_CHECKING:
     from p1daemon.config.model import Config
 
 log = logging.getLogger("p1daemon.history")
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryDocument:
-    topic: str
-    payload: bytes
-    record: bool  # durable via the outbox; else retained state, newest wins
 
 
 class HistoryProcessor:
@@ -78,30 +63,30 @@ class HistoryProcessor:
     def wanted(config: Config, persist: bool) -> bool:
         """For the daemon's builder: only a daemon that persists (not `run --stdout`)
         writes the history, and only when `[history] enabled`."""
-        return persist and config.history.enabled
+        return persist and config.history.enabled and bool(config.meters)
 
     def month_topic(self, meter: str) -> str:
         return f"{self._prefix}/{meter}/month"
 
-    def start(self) -> Sequence[HistoryDocument]:
+    def start(self) -> Sequence[Document]:
         states = self.writer.open_states()
         self.recorder.resume(states)
         self.writer.start()
         return []
 
-    def on_reading(self, reading: MeterReading, now: datetime) -> Sequence[HistoryDocument]:
+    def on_reading(self, reading: MeterReading, now: datetime) -> Sequence[Document]:
         rows = self.recorder.feed(reading)
         if rows:
             self.writer.submit(rows)
         return self._drain()
 
-    def on_tick(self, now: datetime) -> Sequence[HistoryDocument]:
+    def on_tick(self, now: datetime) -> Sequence[Document]:
         return self._drain()
 
-    def on_event(self, event: object) -> Sequence[HistoryDocument]:
+    def on_event(self, event: object) -> Sequence[Document]:
         return []
 
-    def stop(self) -> Sequence[HistoryDocument]:
+    def stop(self) -> Sequence[Document]:
         self.writer.submit(self.recorder.states())
         self.writer.stop()
         return self._drain()
@@ -127,12 +112,11 @@ class HistoryProcessor:
         with self._lock:
             self._outgoing.update(docs)
 
-    def _drain(self) -> list[HistoryDocument]:
+    def _drain(self) -> list[Document]:
         if not self._outgoing:
             return []
         with self._lock:
             outgoing, self._outgoing = self._outgoing, {}
         return [
-            HistoryDocument(self.month_topic(meter), payload, True)
-            for meter, payload in outgoing.items()
+            Document(self.month_topic(meter), payload, True) for meter, payload in outgoing.items()
         ]

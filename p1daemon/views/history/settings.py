@@ -7,7 +7,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-DEFAULT_PATH = "/var/lib/p1daemon/history.db"
+HISTORY_FILE = "history.db"
+# Only where no outbox path says otherwise: `Config` puts it beside the outbox.
+DEFAULT_PATH = "/var/lib/p1daemon/" + HISTORY_FILE
 
 
 class HistorySettings(BaseModel):
