@@ -29,6 +29,8 @@ from p1daemon.parse.stream import ReadingStream
 from p1daemon.publish.client import MqttSetupError
 from p1daemon.publish.outbox import OutboxUnavailable
 from p1daemon.publish.sink import MqttSink
+from p1daemon.serve.check import serve_warnings
+from p1daemon.serve.server import ServeError
 from p1daemon.service.hooks import SystemdHooks
 from p1daemon.service.logsetup import setup_logging
 from p1daemon.source.factory import SourceOptions
@@ -175,11 +177,17 @@ def run(config_path: str, to_stdout: bool, log_level: str) -> None:
         )
     # The views (energy, Home Assistant discovery) are processors built from the config;
     # with --stdout they print their documents too, but save or restore no state.
-    sink = build(config, [output], persist=not to_stdout)
+    # The TCP fan-out (meters with `serve`) counts its clients in the meters' health.
+    sink = build(
+        config,
+        [output],
+        persist=not to_stdout,
+        serve_stats=lambda name: daemon.stats_for(name) if daemon is not None else None,
+    )
     daemon = Daemon(config, sink, SystemdHooks.from_environment(), reload=reload)
     try:
         status = daemon.run()
-    except (OutboxUnavailable, MqttSetupError) as exc:
+    except (OutboxUnavailable, MqttSetupError, ServeError) as exc:
         logging.getLogger("p1daemon").error("%s", exc)
         sys.exit(1)
     except Exception as exc:  # a bug: say it in one line (details with --log-level debug)
@@ -201,6 +209,8 @@ def check_config(path: str) -> None:
     except ConfigError as exc:
         _config_failed(exc)
     click.echo(render_config(config, path), nl=False)
+    for warning in serve_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _probe_line(baudrate: str) -> LineSettings | None:
