@@ -393,9 +393,7 @@ def test_dsmr_parser_socket_reader_parses_what_it_receives(
     assert values == recorder.seqs()[-3:]
 
 
-def test_clients_stay_connected_across_an_unplugged_meter(
-    tmp_path: Path, stack: list[Any]
-) -> None:
+def test_clients_stay_connected_across_an_unplugged_meter(tmp_path: Path, stack: list[Any]) -> None:
     pty = PtyMeter(tmp_path / "p1").plug()
     stack.append(pty)
     port = free_port()
