@@ -469,3 +469,41 @@ def test_reload_starts_moves_and_stops_a_server(tmp_path: Path, stack: list[Any]
     assert serve.servers == {}
     assert wait_until(lambda: moved.closed)
     assert "serve" not in daemon.meter_snapshots()["house"]
+
+
+def test_a_smarty_meter_is_served_as_its_plaintext(tmp_path: Path, stack: list[Any]) -> None:
+    """Clients have no key: they get the decrypted telegram, CRC and all."""
+    from conftest import OWN_FIXTURES
+
+    encrypted = (OWN_FIXTURES / "lu" / "smarty_encrypted.bin").read_bytes()
+    plaintext = (OWN_FIXTURES / "lu" / "smarty_plaintext.txt").read_bytes()
+    pty = PtyMeter(tmp_path / "p1").plug()
+    stack.append(pty)
+    port = free_port()
+    config = serve_config(pty, port, key="70316461656D6F6E2D746573746B6579")
+    _, recorder, serve = start_daemon(stack, config)
+    client = Client(port)
+    stack.append(client)
+    assert clients_of(serve, 1)
+    deadline = time.monotonic() + 5
+    while len(recorder.readings) < 2 and time.monotonic() < deadline:
+        pty.write_all(encrypted)  # the port may have flushed the first copy on open
+        wait_until(lambda: len(recorder.readings) >= 2, timeout=0.2)
+    assert wait_until(lambda: client.data.count(b"/") >= len(recorder.readings) >= 2)
+    pieces = split_telegrams(client.data)
+    assert len(pieces) == len(recorder.readings)
+    assert plaintext in pieces
+    assert all(b"0-0:1.0.0(" in p and p.endswith(b"\r\n") for p in pieces)
+
+
+def test_wire_bytes_are_the_telegram_as_the_meter_sent_it() -> None:
+    from test_daemon_support import dsmr22_telegram
+
+    from p1daemon.daemon.reader import wire_bytes
+    from p1daemon.frame.decoder import TelegramDecoder
+    from p1daemon.frame.events import Frame
+
+    for sent in (telegram(42), dsmr22_telegram(7)):
+        frames = TelegramDecoder().feed(sent + b"/")  # the next '/' ends a CRC-less one
+        assert isinstance(frames[0], Frame)
+        assert wire_bytes(frames[0]) == sent
