@@ -507,3 +507,16 @@ def test_wire_bytes_are_the_telegram_as_the_meter_sent_it() -> None:
         frames = TelegramDecoder().feed(sent + b"/")  # the next '/' ends a CRC-less one
         assert isinstance(frames[0], Frame)
         assert wire_bytes(frames[0]) == sent
+
+
+def test_a_removed_served_meter_does_not_come_back_in_health(
+    tmp_path: Path, stack: list[Any]
+) -> None:
+    pty = PtyMeter(tmp_path / "p1").plug()
+    stack.append(pty)
+    port = free_port()
+    daemon, _, serve = start_daemon(stack, serve_config(pty, port))
+    other = {"name": "other", "source": str(tmp_path / "p2"), **FAST}
+    daemon.apply_config(Config.model_validate({"meters": [other]}))
+    assert serve.servers == {}
+    assert set(daemon.meter_snapshots()) == {"other"}

@@ -70,6 +70,9 @@ class ServeOutput:
         self._backlog = backlog
         # Replaced as a whole on reload, so a reader's lookup never sees it half-changed.
         self._servers: dict[str, TelegramServer] = {}
+        # The counters each server was started with: a removed meter's are not looked up
+        # again (that would bring it back into the health reports).
+        self._counts: dict[str, ServeCounts] = {}
 
     @property
     def servers(self) -> dict[str, TelegramServer]:
@@ -159,12 +162,12 @@ class ServeOutput:
             raise ServeError(f"meter {meter.name}: {exc}") from None
         if stats is not None:
             stats.set_serving(address.text)
+            self._counts[meter.name] = stats
         return server
 
     def _stop_server(self, server: TelegramServer, timeout: float = 1.0) -> None:
         server.stop(timeout)
-        name = server.label.removeprefix("meter ")
-        stats = self._stats_of(name)
+        stats = self._counts.pop(server.label.removeprefix("meter "), None)
         if stats is not None:
             stats.set_serving(None)
 
