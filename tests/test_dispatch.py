@@ -241,3 +241,43 @@ def test_a_registered_processor_sees_two_meters_in_order_and_its_records_survive
     # The processor heard of both connections (the first and the one after the outage).
     assert wait_until(lambda: counting.events.count(BrokerConnected()) >= 2, 5)
     assert dispatcher.processor_failures == 0
+
+
+def test_a_reload_rebuilds_a_processor_without_on_reload_and_stops_an_unwanted_one(
+    tmp_path: Path,
+) -> None:
+    """The builder's rule for processors that cannot take a new configuration in place
+    (a later feature's): `stop` on the old one, `start` on a new one, which hears of the
+    broker connection that already exists; one the new configuration does not want is
+    stopped and gets no more readings."""
+    built: list[Counting] = []
+
+    def make(config: Config, persist: bool) -> Counting:
+        built.append(Counting())
+        return built[-1]
+
+    def wanted(config: Config, persist: bool) -> bool:
+        return len(config.meters) > 0
+
+    output = Collecting()
+    config = two_meter_config(tmp_path, 9)
+    dispatcher = build(config, [output], extra=[ProcessorFactory("counting", wanted, make)])
+    dispatcher.start()
+    dispatcher.post(BrokerConnected())
+    assert wait_until(lambda: built[0].events == [BrokerConnected()], 2)
+    dispatcher.submit(meter_readings("house", range(1, 2))[0])
+
+    one_meter = config.model_copy(update={"meters": config.meters[:1]})
+    dispatcher.apply_config(one_meter)
+    assert len(built) == 2 and built[0].calls == ["start", "stop"]
+    assert built[1].calls == ["start"] and built[1].events == [BrokerConnected()]
+    dispatcher.submit(meter_readings("house", range(2, 3))[0])
+    assert built[0].seen == {"house": [1]} and built[1].seen == {"house": [2]}
+
+    no_meters = config.model_copy(update={"meters": []})
+    dispatcher.apply_config(no_meters)
+    assert built[1].calls == ["start", "stop"] and len(built) == 2
+    assert [p.name for p in dispatcher.processors] == []
+    dispatcher.submit(meter_readings("house", range(3, 4))[0])
+    assert built[1].seen == {"house": [2]}
+    dispatcher.stop(2)

@@ -91,3 +91,13 @@ def test_the_checker_sees_an_offending_import(tmp_path: Path) -> None:
         "p1daemon.views.energy.tracker",
         "p1daemon.views.homeassistant.announcer",
     }
+
+
+@pytest.mark.parametrize("module", ["processor.py", "dispatcher.py"])
+@pytest.mark.parametrize("forbidden", ["p1daemon.views", "p1daemon.publish"])
+def test_the_dispatcher_knows_no_particular_processor_or_output(
+    module: str, forbidden: str
+) -> None:
+    """Only the builder (daemon/builder.py) names the concrete views and outputs."""
+    names = imports_of(PACKAGE / "daemon" / module)
+    assert [n for n in names if n == forbidden or n.startswith(forbidden + ".")] == []

@@ -132,12 +132,14 @@ class EnergyProcessor:
             return ()
         self._stopping.set()
         self._wake.set()
-        saver.join(5.0)
+        saver.join(2.0)
+        # A saver stuck on a slow card must not share its temporary file with this save.
+        suffix = ".tmp" if not saver.is_alive() else ".stop.tmp"
         try:
             running = self.tracker.running_days()
             with self._lock:
                 self._unsaved.update(running)
-            self._save(force=True)
+            self._save(force=True, suffix=suffix)
         except Exception:  # never in the way of the outbox and the `offline` message
             log.exception("could not save the running days of the energy views")
         return ()
@@ -174,7 +176,7 @@ class EnergyProcessor:
             self._wake.wait(_STATE_RETRY_S if self._failed_at else None)
             self._wake.clear()
 
-    def _save(self, *, force: bool = False) -> None:
+    def _save(self, *, force: bool = False, suffix: str = ".tmp") -> None:
         """Write each meter's newest running-day document, atomically (temp + rename).
 
         About once a quarter-hour per meter, so the SD card hardly notices."""
@@ -188,7 +190,7 @@ class EnergyProcessor:
             if not force and failed_at is not None and now - failed_at < _STATE_RETRY_S:
                 continue
             path = self._path(meter)
-            temporary = path.with_name(path.name + ".tmp")
+            temporary = path.with_name(path.name + suffix)
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with temporary.open("wb") as handle:
