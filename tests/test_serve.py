@@ -139,10 +139,18 @@ def stack() -> Iterator[list[Any]]:
 
 
 def start_daemon(
-    stack: list[Any], config: Config, *outputs: Any
+    stack: list[Any], config: Config, *, mqtt: bool = False
 ) -> tuple[Daemon, Recorder, ServeOutput]:
     recorder = Recorder()
     daemon: Daemon | None = None
+    outputs: list[Any] = []
+    if mqtt:  # health from the daemon's counters, as `p1daemon run` wires it
+        outputs.append(
+            MqttSink.from_config(
+                config,
+                health_source=lambda: daemon.meter_snapshots() if daemon is not None else {},
+            )
+        )
     dispatcher = build(
         config,
         [*outputs, recorder],
@@ -278,12 +286,12 @@ def test_a_stalled_client_is_dropped_while_the_other_and_mqtt_keep_up(
     port = free_port()
     config = Config.model_validate(
         {
-            "mqtt": {"port": broker.port, "reconnect_max_delay_s": 1.0},
+            "mqtt": {"port": broker.port, "reconnect_max_delay_s": 1.0, "health_interval_s": 1.0},
             "buffer": {"path": str(tmp_path / "outbox.db"), "commit_interval_s": 0.2},
             "meters": [meter_entry(pty.link, f"127.0.0.1:{port}")],
         }
     )
-    daemon, recorder, serve = start_daemon(stack, config, MqttSink.from_config(config))
+    daemon, recorder, serve = start_daemon(stack, config, mqtt=True)
     fast = Client(port)
     stalled = Client(port, rcvbuf=4096)  # never reads
     stack += [fast, stalled]
@@ -306,6 +314,13 @@ def test_a_stalled_client_is_dropped_while_the_other_and_mqtt_keep_up(
     health = daemon.meter_snapshots()["house"]["serve"]
     assert health["dropped"] == 1 and health["clients"] == 1 and health["connections"] == 2
     assert health["lost_telegrams"] >= 8
+    subscriber.wait_for(
+        lambda _: any(
+            m.json().get("serve", {}).get("dropped") == 1 for m in subscriber.on("p1/house/health")
+        ),
+        10,
+        "the drop in the meter's health on MQTT",
+    )
     drops = [r for r in caplog.records if "stopped keeping up" in r.getMessage()]
     assert len(drops) == 1 and drops[0].levelno == logging.WARNING
 
