@@ -34,6 +34,8 @@ from p1daemon.publish.outbox import OutboxUnavailable, outbox_path_problem
 from p1daemon.publish.sink import MqttSink
 from p1daemon.report.command import history as history_group
 from p1daemon.report.command import report as report_command
+from p1daemon.serve.check import serve_warnings
+from p1daemon.serve.server import ServeError
 from p1daemon.service.hooks import SystemdHooks
 from p1daemon.service.logsetup import setup_logging
 from p1daemon.service.summary import config_summary
@@ -200,9 +202,15 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
         )
     # The views (energy, Home Assistant discovery, capacity, history) are processors built
     # from the config; with --stdout they print their documents too, but save or restore
-    # no state.
+    # no state. The TCP fan-out (meters with `serve`) counts its clients in the meters'
+    # health.
     sink: Dispatcher | None = None
-    sink = build(config, [output], persist=not to_stdout)
+    sink = build(
+        config,
+        [output],
+        persist=not to_stdout,
+        serve_stats=lambda name: daemon.stats_for(name) if daemon is not None else None,
+    )
     hooks = SystemdHooks.from_environment()
     daemon = Daemon(
         config,
@@ -214,7 +222,7 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
     )
     try:
         status = daemon.run()
-    except (OutboxUnavailable, MqttSetupError) as exc:
+    except (OutboxUnavailable, MqttSetupError, ServeError) as exc:
         logging.getLogger("p1daemon").error("%s", exc)
         sys.exit(1)
     except Exception as exc:  # a bug: say it in one line (details with --log-level debug)
@@ -247,6 +255,8 @@ def check_config(path: str, summary: bool, quiet: bool) -> None:
         click.echo(
             config_summary(config, path) if summary else render_config(config, path), nl=False
         )
+    for warning in serve_warnings(config):
+        click.echo(f"{path}: warning: {warning}", err=True)
 
 
 def _probe_line(baudrate: str) -> LineSettings | None:

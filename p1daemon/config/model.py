@@ -30,6 +30,7 @@ from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.topics import RESERVED_METER_NAMES
 from p1daemon.reading.meter import Role
+from p1daemon.serve.address import parse_listen_address
 from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source
 from p1daemon.views.energy.settings import SiteSettings
 from p1daemon.views.history.settings import HISTORY_FILE, HistorySettings
@@ -86,6 +87,9 @@ class MeterConfig(BaseModel):
     reconnect_max_s: Annotated[float, Field(gt=0, le=MAX_RECONNECT_INTERVAL_S)] = (
         MAX_RECONNECT_INTERVAL_S
     )
+    # Serve accepted telegrams over TCP (p1daemon.serve); off unless an address is given.
+    serve: str | None = None
+    serve_max_clients: Annotated[int, Field(ge=1, le=64)] = 4
 
     @field_validator("name")
     @classmethod
@@ -127,6 +131,11 @@ class MeterConfig(BaseModel):
         if spec.path is not None and not spec.path.is_file():
             raise ValueError(f"replay file not found: {spec.path}")
         return spec.text
+
+    @field_validator("serve")
+    @classmethod
+    def _serve_address(cls, value: str | None) -> str | None:
+        return None if value is None else parse_listen_address(value).text
 
     @field_validator("baudrate", mode="before")
     @classmethod

@@ -88,6 +88,12 @@ class Daemon:
         with self._lock:
             return dict(self._stats)
 
+    def stats_for(self, name: str) -> MeterStats:
+        """The counters of meter `name`, made now if its reader has not started yet (an
+        output counting for a meter from its own start, like the TCP fan-out)."""
+        with self._lock:
+            return self._stats.setdefault(name, MeterStats())
+
     def meter_snapshots(self) -> dict[str, dict[str, Any]]:
         """Counters of every meter as plain data (the MQTT sink's health source)."""
         return {name: stats.snapshot() for name, stats in self.meter_stats().items()}
@@ -357,6 +363,8 @@ def _sink_settings(config: Config) -> tuple[object, ...]:
             m.export_limit_kw,
             m.export_limit_hold_s,
             tuple(sorted(m.tariff_labels.items())),
+            m.serve,
+            m.serve_max_clients,
         )
         for m in config.meters
     )

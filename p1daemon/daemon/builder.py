@@ -16,7 +16,9 @@ meanwhile: the swap happens under the dispatcher's lock, between two readings.
 Outputs are built by the caller (the `run` command: the MQTT sink or stdout); they get
 the reload too when they are `Reconfigurable` (the MQTT sink: publishing intervals).
 Extra factories (tests, later features) are passed to `build` and become part of the
-list the reload walks.
+list the reload walks. `build` adds the TCP fan-out (`p1daemon.serve.ServeOutput`) to the
+caller's outputs, always: it costs nothing while no meter has `serve` set, and a reload
+that sets it on a meter then finds it there.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from p1daemon.config.model import Config
 from p1daemon.daemon.dispatcher import Dispatcher
 from p1daemon.daemon.processor import Document, Output, Processor, Reloadable
 from p1daemon.daemon.sink import Reconfigurable
+from p1daemon.serve.output import ServeOutput, StatsOf
 from p1daemon.views.capacity.processor import CapacityProcessor, wanted
 from p1daemon.views.energy.processor import EnergyProcessor
 from p1daemon.views.history.processor import HistoryProcessor
@@ -158,10 +161,15 @@ def build(
     *,
     persist: bool = True,
     extra: Sequence[ProcessorFactory] = (),
+    serve_stats: StatsOf | None = None,
 ) -> Dispatcher:
-    """The dispatcher for `config`: the standard processors, then `extra`, into `outputs`."""
+    """The dispatcher for `config`: the standard processors, then `extra`, into `outputs`
+    and the TCP fan-out (`serve_stats(meter)`: where it counts its clients, for health)."""
     builder = Builder(config, [*STANDARD, *extra], persist=persist)
-    return Dispatcher(builder.processors(), outputs, reconfigure=builder.reload)
+    serve = (
+        ServeOutput(config) if serve_stats is None else ServeOutput(config, stats_of=serve_stats)
+    )
+    return Dispatcher(builder.processors(), [*outputs, serve], reconfigure=builder.reload)
 
 
 __all__ = ["STANDARD", "Builder", "ProcessorFactory", "build"]

@@ -37,6 +37,7 @@ from p1daemon.daemon.processor import (
     Output,
     Processor,
     ReportsHealth,
+    ServesTelegrams,
     Subscribes,
 )
 from p1daemon.daemon.sink import ReportsStatus
@@ -77,6 +78,7 @@ class Dispatcher:
         self._room: list[Callable[[], None]] = [
             o.make_room for o in self.outputs if isinstance(o, HasBackPressure)
         ]
+        self._telegram_outputs = [o for o in self.outputs if isinstance(o, ServesTelegrams)]
         self._tick_s = tick_s
         self._clock = clock
         self._reconfigure = reconfigure
@@ -142,9 +144,10 @@ class Dispatcher:
         self._worker = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._worker.start()
 
-    def submit(self, reading: MeterReading) -> None:
+    def submit(self, reading: MeterReading, raw: bytes | None = None) -> None:
         """One accepted reading, from any reader thread; once this returns it is delivered
-        to every output (which owns it from then on) and seen by every processor."""
+        to every output (which owns it from then on) and seen by every processor. `raw`:
+        the telegram's bytes, for the outputs that serve them (`ServesTelegrams`)."""
         for make_room in self._room:  # back-pressure, outside the lock
             make_room()
         now = self._clock()
@@ -153,6 +156,9 @@ class Dispatcher:
                 raise DispatcherClosed("the daemon's outputs are stopped")
             for output in self.outputs:
                 output.on_reading(reading)
+            if raw is not None:
+                for served in self._telegram_outputs:
+                    served.on_telegram(reading.meter, raw)
             for processor in self._processors:
                 try:
                     documents = processor.on_reading(reading, now)

@@ -130,6 +130,16 @@ class Output(Protocol):
 
 
 @runtime_checkable
+class ServesTelegrams(Protocol):
+    """An output that wants each accepted telegram's bytes (the TCP fan-out): `raw` as
+    the daemon accepted it (CRC-valid; a Smarty meter's plaintext). Called right after
+    the reading went to every output, under the dispatcher's lock: it must only enqueue.
+    Readers pass the bytes only for meters with `serve` set, so nobody else pays for them."""
+
+    def on_telegram(self, meter: str, raw: bytes) -> None: ...
+
+
+@runtime_checkable
 class HasBackPressure(Protocol):
     """An output that may make a fast producer wait (before the dispatcher's lock)."""
 
@@ -171,5 +181,6 @@ __all__ = [
     "Processor",
     "Reloadable",
     "ReportsHealth",
+    "ServesTelegrams",
     "Subscribes",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from p1daemon.config.model import MeterConfig
@@ -20,7 +20,7 @@ from p1daemon.daemon.backoff import Backoff
 from p1daemon.daemon.sink import ReadingSink
 from p1daemon.daemon.stats import MeterStats
 from p1daemon.frame.decoder import TelegramDecoder
-from p1daemon.frame.events import Dropped
+from p1daemon.frame.events import Dropped, Frame
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading
 from p1daemon.reading.model import Reading
@@ -37,6 +37,15 @@ STALL_LIMIT_S = 15.0
 """A reader whose loop has not turned for this long is hung (the watchdog must bite)."""
 
 SourceFactory = Callable[[MeterConfig], ByteSource]
+
+_Event = Reading | tuple[Reading, Frame] | Dropped
+
+
+def wire_bytes(frame: Frame) -> bytes:
+    """The telegram as it travelled: '/' .. '!', the CRC in upper-case hex as P1 writes
+    it, CR LF. What a served client (ser2net raw-mode style) expects to receive."""
+    crc = b"" if frame.crc is None else b"%04X" % frame.crc
+    return frame.body + crc + b"\r\n"
 
 
 class _Silent(Exception):
@@ -75,6 +84,8 @@ class MeterReader:
         self._logged_line: str | None = None
         self._last_error: str | None = None
         self._watch_silence = meter.source_spec.kind is not SourceKind.REPLAY
+        # Only a served meter keeps each telegram's bytes for the sink (p1daemon.serve).
+        self._serving = meter.serve is not None
 
     @property
     def name(self) -> str:
@@ -192,29 +203,35 @@ class MeterReader:
                 auth_key=meter.auth_key_bytes,
             )
         )
+        feed: Callable[[bytes], Sequence[_Event]] = (
+            stream.feed_framed if self._serving else stream.feed
+        )
         last_valid = self._clock()
         try:
             while not self._stop.is_set():
                 now = self._last_turn = self._clock()
                 data = source.read(self._read_timeout)
                 if data:
-                    if self._handle(stream.feed(data)):
+                    if self._handle(feed(data)):
                         last_valid = self._clock()
                     self._note_line_settings(source)
                 if self._watch_silence and now - last_valid >= meter.silence_timeout_s:
                     self._note_silence(source)
                     raise _Silent
         except EndOfData:
-            self._handle(stream.flush())
+            self._handle(stream.flush_framed() if self._serving else stream.flush())
             raise
 
-    def _handle(self, events: list[Reading | Dropped]) -> bool:
+    def _handle(self, events: Sequence[_Event]) -> bool:
         """Count drops, pass readings on; True when at least one reading was accepted."""
         accepted = False
         for event in events:
             if isinstance(event, Dropped):
                 self.stats.count_dropped(event.reason.value)
                 log.debug("meter %s: dropped %s", self.name, event.describe())
+            elif isinstance(event, tuple):
+                self._accept(event[0], event[1])
+                accepted = True
             else:
                 self._accept(event)
                 accepted = True
@@ -226,7 +243,7 @@ class MeterReader:
             log.info("meter %s: telegrams are arriving again", self.name)
         return accepted
 
-    def _accept(self, reading: Reading) -> None:
+    def _accept(self, reading: Reading, frame: Frame | None = None) -> None:
         received_at = datetime.now(UTC)
         replaced = False
         equipment_id = reading.equipment_id
@@ -242,16 +259,18 @@ class MeterReader:
             self._equipment_id = equipment_id
             # Only on a change: the stats lock need not be taken for every telegram.
             self.stats.set_identity(equipment_id=equipment_id, line_settings=None)
-        self._sink.submit(
-            MeterReading.from_reading(
-                reading,
-                meter=self.meter.name,
-                role=self.meter.role,
-                ean=self.meter.ean,
-                received_at=received_at,
-                meter_replaced=replaced,
-            )
+        meter_reading = MeterReading.from_reading(
+            reading,
+            meter=self.meter.name,
+            role=self.meter.role,
+            ean=self.meter.ean,
+            received_at=received_at,
+            meter_replaced=replaced,
         )
+        if frame is None:
+            self._sink.submit(meter_reading)
+        else:
+            self._sink.submit(meter_reading, wire_bytes(frame))
         self.stats.count_accepted(received_at)
 
     def _note_line_settings(self, source: ByteSource) -> None:

@@ -27,6 +27,13 @@ class MeterStats:
     silences: int = 0
     equipment_id: str | None = None
     line_settings: str | None = None
+    # The TCP fan-out of this meter's telegrams (p1daemon.serve), when it has one.
+    serving: str | None = None
+    serve_clients: int = 0
+    serve_connections: int = 0
+    serve_refused: int = 0
+    serve_dropped: int = 0
+    serve_lost: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count_accepted(self, at: datetime) -> None:
@@ -58,8 +65,43 @@ class MeterStats:
             if line_settings is not None:
                 self.line_settings = line_settings
 
+    def set_serving(self, address: str | None) -> None:
+        with self._lock:
+            self.serving = address
+            self.serve_clients = 0
+
+    def count_serve(
+        self,
+        *,
+        connected: int = 0,
+        gone: int = 0,
+        refused: int = 0,
+        dropped: int = 0,
+        lost: int = 0,
+    ) -> None:
+        """A served client came (`connected`), left or was dropped (`gone`, `dropped` too
+        when it was dropped for falling behind), was refused (too many), or lost telegrams."""
+        with self._lock:
+            self.serve_clients += connected - gone
+            self.serve_connections += connected
+            self.serve_refused += refused
+            self.serve_dropped += dropped
+            self.serve_lost += lost
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
+            serve = (
+                None
+                if self.serving is None
+                else {
+                    "address": self.serving,
+                    "clients": self.serve_clients,
+                    "connections": self.serve_connections,
+                    "refused": self.serve_refused,
+                    "dropped": self.serve_dropped,
+                    "lost_telegrams": self.serve_lost,
+                }
+            )
             return {
                 "accepted": self.accepted,
                 "dropped": dict(self.dropped),
@@ -73,4 +115,4 @@ class MeterStats:
                 "last_reading_at": (
                     self.last_reading_at.isoformat() if self.last_reading_at else None
                 ),
-            }
+            } | ({} if serve is None else {"serve": serve})

@@ -24,6 +24,24 @@ class ReadingStream:
     def flush(self) -> list[Reading | Dropped]:
         return self._parse_all(self._decoder.flush())
 
+    def feed_framed(self, data: bytes) -> list[tuple[Reading, Frame] | Dropped]:
+        """As `feed`, each reading with the frame it came from (to serve it on as is)."""
+        return self._with_frames(self._decoder.feed(data))
+
+    def flush_framed(self) -> list[tuple[Reading, Frame] | Dropped]:
+        return self._with_frames(self._decoder.flush())
+
+    @classmethod
+    def _with_frames(cls, events: list[Frame | Dropped]) -> list[tuple[Reading, Frame] | Dropped]:
+        out: list[tuple[Reading, Frame] | Dropped] = []
+        for event in events:
+            if isinstance(event, Dropped):
+                out.append(event)
+                continue
+            parsed = cls._parse_all([event])[0]
+            out.append(parsed if isinstance(parsed, Dropped) else (parsed, event))
+        return out
+
     @staticmethod
     def _parse_all(events: list[Frame | Dropped]) -> list[Reading | Dropped]:
         out: list[Reading | Dropped] = []
