@@ -21,6 +21,7 @@ from p1daemon.daemon.sink import ReadingSink
 from p1daemon.daemon.stats import MeterStats
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped
+from p1daemon.frame.framer import CrcMemory
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading
 from p1daemon.reading.model import Reading
@@ -75,6 +76,8 @@ class MeterReader:
         self._logged_line: str | None = None
         self._last_error: str | None = None
         self._watch_silence = meter.source_spec.kind is not SourceKind.REPLAY
+        # Outlives every connection: a meter that has sent CRCs must keep sending them.
+        self._crc_memory = CrcMemory()
 
     @property
     def name(self) -> str:
@@ -190,6 +193,7 @@ class MeterReader:
                 max_size=meter.max_frame_bytes,
                 key=meter.key_bytes,
                 auth_key=meter.auth_key_bytes,
+                crc_memory=self._crc_memory,
             )
         )
         last_valid = self._clock()
