@@ -70,14 +70,15 @@ class CrcMemory:
 
 
 # A '/' in the middle of a line starts a telegram only when the rest of its line reads as a
-# P1 header "/XXXZ Ident": printable, no parentheses (so never the '/' of a COSEM value,
-# whose closing parenthesis is on the same line), no second '/' or '!', at most 96 bytes.
-# That is how a meter that lost power mid-line ("1-0:1.7.0(00.193*kW)/ISK5\\2M550E") or a
-# modem prompt ("NO CARRIER/KFM5...") is resynchronised on. Everywhere else a telegram
-# starts only at the start of a line.
+# P1 header "/XXXZ Ident": 4 to 96 printable bytes without parentheses (so never the '/' of
+# a COSEM value, whose closing parenthesis is on the same line), without a second '/' or a
+# '!', then the line end. That is how a meter that lost power mid-line
+# ("1-0:1.7.0(00.193*kW)/ISK5\\2M550E...") or a modem prompt ("NO CARRIER/KFM5...") is
+# resynchronised on. Everywhere else a telegram starts only at the start of a line.
 _HEADER_MAX = 96
-_MID_LINE_HEADER = re.compile(rb"/[\x20-\x20\x22-\x27\x2a-\x2e\x30-\x7e]{4,%d}\r?\n" % _HEADER_MAX)
+_HEADER_CLASS = rb"[\x20\x22-\x27\x2a-\x2e\x30-\x7e]"
 _HEADER_CHARS = frozenset(b" \"#$%&'*+,-." + bytes(range(0x30, 0x7F)))
+_START = re.compile(rb"(?<=[\r\n])/|/" + _HEADER_CLASS + rb"{4,%d}\r?\n" % _HEADER_MAX)
 # Bytes a header candidate may need to be decided: '/', the header, CR LF.
 _HEADER_LOOKAHEAD = _HEADER_MAX + 3
 
@@ -88,7 +89,7 @@ class Framer:
     A telegram starts at a '/' at the start of a line: the start of the stream, right
     after CR or LF, or right after the end of the previous telegram (meters that omit
     the CR LF after the CRC exist). A '/' inside a line is content (a text message may
-    hold a URL), unless the rest of the line is a P1 header (see `_MID_LINE_HEADER`).
+    hold a URL), unless the rest of the line is a P1 header (see `_START`).
 
     Outside a telegram, bytes up to the next telegram start form a "run": reported as
     `garbage` when it holds anything but whitespace, and in pieces of `max_size` so a flood
@@ -216,24 +217,26 @@ class Framer:
         buffered so far may still turn out to begin a header line: it is decided only once
         its line is complete or cannot be a header any more, so every answer depends on
         byte positions alone, never on where a chunk ended. `final`: no byte that arrives
-        later can change the answer (end of stream, or `end` is a hard limit).
+        later can change the answer (end of stream, or `end` is a hard limit). One regex
+        search does the work, so a flood of '/' costs C time, not a Python step per byte.
         """
         buf = self._buf
-        pos = begin
-        while True:
-            slash = buf.find(b"/", pos, end)
-            if slash < 0:
-                return -1, end
-            line_start = self._at_line_start if slash == 0 else buf[slash - 1] in _LINE_END
-            if line_start or _MID_LINE_HEADER.match(buf, slash, end):
-                return slash, slash
-            if not final and end - slash < _HEADER_LOOKAHEAD:
-                line = slash + 1
-                while line < end and buf[line] in _HEADER_CHARS:
-                    line += 1
-                if line == end or (buf[line] == 0x0D and line + 1 == end):
-                    return -1, slash  # its line may still become a header line
+        if begin == 0 and end and buf[0] == 0x2F and self._at_line_start:
+            return 0, 0
+        match = _START.search(buf, begin, end)
+        if match is not None:
+            return match.start(), match.start()
+        if final:
+            return -1, end
+        pos = max(begin, end - _HEADER_LOOKAHEAD)
+        while (slash := buf.find(b"/", pos, end)) >= 0:
+            line = slash + 1
+            while line < end and buf[line] in _HEADER_CHARS:
+                line += 1
+            if line == end or (buf[line] == 0x0D and line + 1 == end):
+                return -1, slash  # its line may still become a header line
             pos = slash + 1
+        return -1, end
 
     def _drain(self, out: list[Frame | Dropped], *, at_end: bool) -> None:
         buf = self._buf
@@ -281,8 +284,15 @@ class Framer:
             final=at_end or bang >= 0 or window >= self.max_size,
         )
         if restart >= 0:
-            head = bytes(buf[:restart])
-            if _OBIS_LINE.search(head) is None:
+            if _OBIS_LINE.search(buf, 0, restart) is None:
+                # Junk. The would-be telegrams after it that start at line starts and hold
+                # no COSEM object either ("/\r\n" over and over) join it in one step: the
+                # same bytes, the same run, without a Python round per marker.
+                limit = bang if bang >= 0 else window
+                obis = _OBIS_LINE.search(buf, restart, limit)
+                last = buf.rfind(b"\n/", restart, obis.start() if obis else limit)
+                if last >= 0:
+                    restart = last + 1
                 self._junk(restart, out)
             else:
                 self._emit(
