@@ -223,7 +223,10 @@ class Framer:
         buf = self._buf
         if begin == 0 and end and buf[0] == 0x2F and self._at_line_start:
             return 0, 0
-        match = _START.search(buf, begin, end)
+        first = buf.find(b"/", begin, end)  # memchr: most telegrams hold no other '/'
+        if first < 0:
+            return -1, end
+        match = _START.search(buf, first, end)
         if match is not None:
             return match.start(), match.start()
         if final:
