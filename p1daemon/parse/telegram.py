@@ -190,30 +190,43 @@ def _kilo(objects: dict[str, str], obis: str, units: dict[str, int]) -> float | 
 
 
 def _energy(objects: dict[str, str], direction: str) -> dict[str, Any]:
-    """Registers of one direction: 1 = import (1.8.x, 1.7.0), 2 = export (2.8.x, 2.7.0)."""
+    """Registers of one direction: 1 = import (1.8.x, 1.7.0), 2 = export (2.8.x, 2.7.0).
+
+    Hot: twice per telegram. The common spellings ("*kWh", "*kW") are looked up in place;
+    anything else goes through `split_kilo` (case, prefixes, unknown units).
+    """
     tariff_keys, total_key, power_key, phase_keys = _ENERGY_KEYS[direction]
     pop = objects.pop
     out: dict[str, Any] = {}
     exact: list[Decimal | None] = []
     for field, obis in tariff_keys:
         raw = pop(obis, None)
-        if raw is not None:
-            number, exponent = split_kilo(raw[1:-1], ENERGY_UNITS)
-            if exponent is None:
-                objects[obis] = raw  # an unknown unit: kept verbatim, never taken as kWh
-                out[field] = tariff_exact = None
-            else:
-                out[field], tariff_exact = value_in_kilo(number, exponent)
-            exact.append(tariff_exact)
+        if raw is None:
+            continue
+        number, exponent = split_kilo(raw[1:-1], ENERGY_UNITS)
+        if exponent is None:
+            objects[obis] = raw  # an unknown unit: kept verbatim, never taken as kWh
+            out[field] = tariff_exact = None
+        else:
+            out[field], tariff_exact = value_in_kilo(number, exponent)
+        exact.append(tariff_exact)
     if total_key in objects:
         out["total_kwh"] = _kilo(objects, total_key, ENERGY_UNITS)
     elif exact:
         # One unreadable tariff register makes the sum unknown, not smaller.
         known = [value for value in exact if value is not None]
         out["total_kwh"] = _exact_sum(known) if len(known) == len(exact) else None
-    out["power_kw"] = _kilo(objects, power_key, POWER_UNITS)
-    for field, obis in phase_keys:
-        out[field] = _kilo(objects, obis, POWER_UNITS)
+    for field, obis in (("power_kw", power_key), *phase_keys):
+        raw = pop(obis, None)
+        if raw is None:
+            out[field] = None
+            continue
+        number, star, unit = raw[1:-1].partition("*")
+        if unit == "kW" or not star:  # what every standard writes: nothing to scale
+            out[field] = to_float(number)
+        else:
+            objects[obis] = raw
+            out[field] = _kilo(objects, obis, POWER_UNITS)
     return out
 
 
