@@ -2,8 +2,10 @@
 
 A P1 port is a one-way stream with no handshake: a reader may start mid-telegram, a
 loose cable injects noise, a modem prints "NO CARRIER". The framer therefore never
-trusts chunk boundaries, resynchronises on every '/', and keeps at most `max_size`
-bytes so a flood of junk can never exhaust the Pi's memory.
+trusts chunk boundaries, resynchronises on every '/' that starts a line (a '/' inside a
+line is content: DSMR 2.2/3.0 text messages hold URLs, and with no CRC to vouch for the
+telegram, cutting there would turn its tail into a phantom reading), and keeps at most
+`max_size` bytes so a flood of junk can never exhaust the Pi's memory or the log.
 
 Every decision is made on byte positions, never on where a chunk happened to end, so
 the same bytes give the same telegrams and the same drops (reason and size) however
@@ -94,12 +96,13 @@ class Framer:
     Outside a telegram, bytes up to the next telegram start form a "run": reported as
     `garbage` when it holds anything but whitespace, and in pieces of `max_size` so a flood
     is visible while it lasts. A would-be telegram that holds no COSEM object line at all
-    (a "/" flood, "/\\r\\n" over and over, "/\\n!\\n") is no telegram either: its bytes
+    ("/\\r\\n" over and over, "/\\n!\\n") is no telegram either: its bytes
     join the run, and such a run goes on through the next ones, so a flood of frame markers
     costs one event per `max_size` bytes, not one per marker. A telegram whose first
     `max_size` bytes hold no end marker (a '!' at the start of a line) is reported
     `oversized` at once, and the rest of it, up to the next telegram start, is skipped
-    silently (it is the same telegram, not new garbage).
+    silently (it is the same telegram, not new garbage): a flood of '/' without line ends
+    is one such telegram.
     """
 
     def __init__(
@@ -125,7 +128,8 @@ class Framer:
 
     @property
     def buffered(self) -> int:
-        """Bytes held for an unfinished telegram: never more than max_size (+4 CRC digits)."""
+        """Bytes held: an unfinished telegram of at most max_size (+4 CRC digits), or the
+        last < 100 bytes of junk while they may still begin a header line."""
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame | Dropped]:
@@ -154,8 +158,6 @@ class Framer:
                 self._emit(
                     Dropped(DropReason.TRUNCATED, "stream ended inside a telegram", len(body)), out
                 )
-        elif self._buf and not self._skipping_oversized:
-            self._outside(len(self._buf), out, self._buf)
         self._buf.clear()
         self._in_frame = False
         self._scan_from = 0
