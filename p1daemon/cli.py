@@ -82,8 +82,9 @@ def parse(
 ) -> None:
     """Print one JSON reading per valid telegram in capture files PATHS ('-' is stdin).
 
-    Dropped frames go to stderr, one line each with the reason. Exit status: 0 when
-    every frame was valid, 1 when any was dropped, 2 on usage errors.
+    Dropped frames go to stderr, one line each with the reason; junk between telegrams
+    (a flood of '/' included) is grouped into one drop per --max-frame bytes. Exit
+    status: 0 when every frame was valid, 1 when any was dropped, 2 on usage errors.
     """
     try:
         key_bytes = parse_key(key, "--key") if key is not None else None

@@ -223,3 +223,23 @@ def test_nonsense_frame_limit_is_a_usage_error(value: str) -> None:
 def test_larger_frame_limit_admits_the_oversized_fixture() -> None:
     result = p1("--max-frame", "16384", fixture("stream/oversized.txt"))
     assert result.code == 0 and len(result.docs) == 2
+
+
+# -- issue 9: a flood of frame markers is a few grouped lines, not one per byte ------------
+
+
+@pytest.mark.parametrize("unit", [b"/", b"/\r\n", b"/\n!\n", b"x/"])
+def test_a_flood_of_slashes_is_reported_in_grouped_lines(tmp_path: Path, unit: bytes) -> None:
+    flood = tmp_path / "flood.bin"
+    good = fixture("nl/dsmr50_three_phase_export.txt").read_bytes()
+    junk = unit * (200_000 // len(unit))
+    flood.write_bytes(junk + good)
+    result = p1("--max-frame", "1024", flood)
+    assert result.code == 1
+    assert [d["equipment_id"] for d in result.docs] == ["P1D0000000000001"]
+    lines = result.error_lines
+    # One line per --max-frame bytes of junk at most, as for any other flood.
+    assert 1 <= len(lines) <= len(junk) // 1024 + 1, lines[:5]
+    assert all(line.startswith(f"{flood}: dropped ") for line in lines)
+    sizes = [int(line.rsplit("(", 1)[1].split()[0]) for line in lines]
+    assert sum(sizes) >= len(junk) if unit != b"/" else sizes == [1024]

@@ -60,6 +60,9 @@ def build(lines: list[str], crc: str | None = "upper", header: str = "TST5\\2TES
 DSMR5 = ["1-3:0.2.8(50)", "0-0:1.0.0(240101120000W)", "1-0:1.8.1(000001.000*kWh)"]
 
 MIXED_STREAM_FILES = [
+    # The CRC-less DSMR 2.2 telegram first: after CRC-carrying ones, a telegram without CRC
+    # in the same stream is `missing_crc` (issue 9), and this stream mixes meters.
+    "nl/dsmr22_gas_24_3_0.txt",
     "stream/line_noise.txt",
     "stream/cut_off_then_complete.txt",
     "stream/oversized.txt",
@@ -67,7 +70,6 @@ MIXED_STREAM_FILES = [
     "crc/lowercase_crc.txt",
     "crc/unpadded_crc.txt",
     "crc/missing_crc_dsmr50.txt",
-    "nl/dsmr22_gas_24_3_0.txt",
     "be/emucs_capacity.txt",
 ]
 
@@ -366,3 +368,120 @@ def test_crc_less_telegram_at_the_very_end_of_a_capture() -> None:
     assert framer.feed(good) == []  # a CRC or line end may still follow
     [frame] = frames(framer.flush())
     assert frame.crc is None
+
+
+# -- issue 9: a telegram starts only at the start of a line ----------------------------
+
+DSMR22 = ["0-0:96.1.1(4B384547)", "1-0:1.8.1(00123.456*kWh)", "1-0:2.8.1(00001.000*kWh)"]
+
+
+def with_message(text: str) -> list[str]:
+    return [*DSMR22[:2], f"0-0:96.13.0({text})", DSMR22[2]]
+
+
+@pytest.mark.parametrize("text", ["see http://meter.example/storing", "a/b", "/", "x/ISK5"])
+def test_a_slash_in_a_crc_less_text_message_does_not_cut_the_telegram(text: str) -> None:
+    data = build(with_message(text), crc=None)
+    for sizes in (None, [1] * len(data)):
+        events = run(data, sizes)
+        assert reasons(events) == []
+        [frame] = frames(events)
+        assert frame.body == data[: data.index(b"\r\n!") + 3]
+
+
+def test_a_slash_in_a_text_message_of_a_crc_telegram_is_content_too() -> None:
+    data = build(["1-3:0.2.8(50)", "0-0:96.13.0(http://x/y)", "1-0:1.8.1(000001.000*kWh)"])
+    events = run(data)
+    assert reasons(events) == [] and len(frames(events)) == 1
+
+
+def test_a_capture_starting_inside_a_text_message_yields_no_phantom_reading() -> None:
+    good = build(with_message("see http://meter.example/storing"), crc=None)
+    slash = good.index(b"example/") + 7
+    for begin in (slash - 3, slash):  # mid-line, or exactly at the '/' inside the message
+        events = run(good[begin:] + good)
+        assert [f.body for f in frames(events)] == [good[: good.index(b"\r\n!") + 3]]
+        assert reasons(events) == ["garbage"]
+
+
+def test_a_telegram_cut_mid_line_is_still_resynchronised_on_its_successor_header() -> None:
+    # The meter lost power mid-line: the new telegram's '/' follows the cut line directly.
+    first = build(DSMR22, crc=None)
+    second = build(with_message("x"), crc=None)
+    events = run(first[:60] + second)
+    assert [f.body for f in frames(events)] == [second[: second.index(b"\r\n!") + 3]]
+    assert reasons(events) == ["truncated"]
+
+
+def test_a_telegram_right_after_the_previous_crc_without_line_end() -> None:
+    good = build(DSMR5).rstrip(b"\r\n")
+    events = run(good + good + b"\r\n")
+    assert reasons(events) == [] and len(frames(events)) == 2
+
+
+# -- issue 9: a meter that has sent CRCs must keep sending them ------------------------
+
+
+def crc_less(telegram: bytes) -> bytes:
+    bang = telegram.index(b"\r\n!") + 3
+    return telegram[:bang] + b"\r\n"
+
+
+HU = ["0-0:96.1.0(4B384547)", "1-0:1.8.1(000001.000*kWh)"]  # no version object at all
+
+
+def test_a_crc_less_telegram_after_crc_ones_is_missing_crc() -> None:
+    good = build(HU)
+    events = run(good + crc_less(good) + good)
+    assert len(frames(events)) == 2
+    assert reasons(events) == ["missing_crc"]
+    # Before any CRC was seen, the same telegram is accepted (it may be a DSMR 2.2 meter).
+    assert reasons(run(crc_less(good) + good)) == []
+
+
+def test_the_crc_memory_survives_a_new_framer_sharing_it() -> None:
+    from p1daemon.frame.framer import CrcMemory
+
+    memory = CrcMemory()
+    good = build(HU)
+    assert reasons(run(good, crc_memory=memory)) == []
+    assert memory.seen
+    assert reasons(run(crc_less(good), crc_memory=memory)) == ["missing_crc"]
+    assert reasons(run(crc_less(good), crc_memory=CrcMemory())) == []
+    # With CRC checking off, nothing is required.
+    assert reasons(run(crc_less(good), crc_memory=memory, check_crc=False)) == []
+
+
+def test_a_wrong_crc_does_not_teach_the_memory() -> None:
+    events = run(build(HU, crc="bad") + crc_less(build(HU)))
+    assert reasons(events) == ["crc_mismatch"] and len(frames(events)) == 1
+
+
+# -- issue 9: floods of frame markers stay a handful of events -------------------------
+
+
+@pytest.mark.parametrize("unit", [b"/", b"/\r\n", b"/\n!\n", b"/\r\n!0000\r\n", b"x/"])
+def test_a_flood_of_frame_markers_is_grouped(unit: bytes) -> None:
+    framer = Framer(max_size=1024)
+    events: list[Event] = []
+    flood = unit * (200_000 // len(unit))
+    for start in range(0, len(flood), 4096):
+        events += framer.feed(flood[start : start + 4096])
+        assert framer.buffered <= 1024 + 4
+    events += framer.feed(build(DSMR5))
+    events += framer.flush()
+    drops = [e for e in events if isinstance(e, Dropped)]
+    assert len(drops) <= len(flood) // 1024 + 2, [d.describe() for d in drops[:5]]
+    assert len(frames(events)) == 1
+
+
+def test_grouped_flood_is_the_same_however_it_is_split() -> None:
+    data = b"/\r\n" * 3000 + build(DSMR5) + b"/\n!\n" * 500 + b"x" + build(DSMR5)
+    whole = run(data)
+    assert len(frames(whole)) == 2
+    rng = random.Random(9)
+    for _ in range(5):
+        assert run(data, [rng.choice([1, 2, 3, 700]) for _ in range(3000)]) == whole
+    # Every flooded byte is accounted for in some drop.
+    dropped = sum(e.size for e in whole if isinstance(e, Dropped))
+    assert dropped >= len(b"/\r\n" * 3000) + len(b"/\n!\n" * 500)

@@ -21,6 +21,7 @@ from conftest import OWN_FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from p1daemon.frame.crc import crc16_arc, crc16_arc_reference, crc16_arc_words
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped, DropReason, Frame
 from p1daemon.frame.framer import Framer
@@ -249,3 +250,31 @@ def test_a_telegram_without_crc_has_no_such_protection() -> None:
     mutated = original[:position] + b"9" + original[position + 1 :]
     [reading] = readings_of(mutated)
     assert reading.import_.t1_kwh == 985.0  # the meter sent 185.0; nothing can tell
+
+
+# -- the block CRC is the CRC (issue 16) ---------------------------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=5000), st.integers(0, 0xFFFF), st.integers(0, 5000))
+def test_block_crc_equals_the_word_table_and_the_bit_by_bit_definition(
+    data: bytes, start: int, cut: int
+) -> None:
+    expected = crc16_arc_words(data, start)
+    assert crc16_arc(data, start) == expected
+    assert crc16_arc(bytearray(data), start) == expected
+    assert crc16_arc(memoryview(data), start) == expected
+    # Continuing from a CRC is the same as one pass (how a split message is checked).
+    cut = min(cut, len(data))
+    assert crc16_arc(data[cut:], crc16_arc(data[:cut], start)) == expected
+    if start == 0 and len(data) <= 1500:
+        assert expected == crc16_arc_reference(data)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 3000), st.integers(0, 255))
+def test_block_crc_on_every_block_boundary(length: int, fill: int) -> None:
+    # Long runs of one byte value at lengths around each block size.
+    for delta in (-1, 0, 1):
+        data = bytes([fill]) * max(0, length + delta) + b"\x01"
+        assert crc16_arc(data) == crc16_arc_words(data)

@@ -98,7 +98,8 @@ def drops(events: list[Reading | Dropped]) -> list[Dropped]:
 
 # A telegram starts with '/' and a header line; counting them independently of the framer tells
 # how many telegrams a file offers, so every one that is not accepted must be accounted for.
-_HEADER = re.compile(rb"/[^\r\n/!]{3,}\r?\n")
+# (No parentheses: "/-test)" is the tail of a text message holding '/', not a header; issue 9.)
+_HEADER = re.compile(rb"/[^\r\n/!()]{3,}\r?\n")
 # A complete telegram per the README: '/' ... '!' with no other '/' in between.
 _COMPLETE = re.compile(rb"/[^/!]+!")
 

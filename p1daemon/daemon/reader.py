@@ -21,6 +21,7 @@ from p1daemon.daemon.sink import ReadingSink
 from p1daemon.daemon.stats import MeterStats
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped, Frame
+from p1daemon.frame.framer import CrcMemory
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading
 from p1daemon.reading.model import Reading
@@ -86,6 +87,8 @@ class MeterReader:
         self._watch_silence = meter.source_spec.kind is not SourceKind.REPLAY
         # Only a served meter keeps each telegram's bytes for the sink (p1daemon.serve).
         self._serving = meter.serve is not None
+        # Outlives every connection: a meter that has sent CRCs must keep sending them.
+        self._crc_memory = CrcMemory()
 
     @property
     def name(self) -> str:
@@ -201,6 +204,7 @@ class MeterReader:
                 max_size=meter.max_frame_bytes,
                 key=meter.key_bytes,
                 auth_key=meter.auth_key_bytes,
+                crc_memory=self._crc_memory,
             )
         )
         feed: Callable[[bytes], Sequence[_Event]] = (

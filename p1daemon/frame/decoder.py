@@ -7,7 +7,7 @@ decryptor, whose plaintext then gets exactly the same framing and CRC rules.
 from __future__ import annotations
 
 from p1daemon.frame.events import Dropped, Frame
-from p1daemon.frame.framer import DEFAULT_MAX_FRAME, Framer
+from p1daemon.frame.framer import DEFAULT_MAX_FRAME, CrcMemory, Framer
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY, SmartyDecryptor
 
 
@@ -21,8 +21,11 @@ class TelegramDecoder:
         max_size: int = DEFAULT_MAX_FRAME,
         key: bytes | None = None,
         auth_key: bytes | None = SMARTY_AUTH_KEY,
+        crc_memory: CrcMemory | None = None,
     ) -> None:
-        self._framer = Framer(check_crc=check_crc, max_size=max_size)
+        # `crc_memory`: pass the same object for every connection to one meter, so that a
+        # meter known to send CRCs stays held to them after a reconnect (see CrcMemory).
+        self._framer = Framer(check_crc=check_crc, max_size=max_size, crc_memory=crc_memory)
         self._decryptor = (
             SmartyDecryptor(key, auth_key, max_size=max_size) if key is not None else None
         )

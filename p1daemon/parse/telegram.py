@@ -18,12 +18,15 @@ from typing import Any
 
 from p1daemon.frame.events import Frame
 from p1daemon.parse.values import (
+    ENERGY_UNITS,
+    POWER_UNITS,
     decode_octets,
     parse_timestamp,
+    scale,
+    split_kilo,
     split_value,
     to_float,
     to_int,
-    to_kilo,
     value_in_kilo,
 )
 from p1daemon.reading.model import Reading
@@ -174,29 +177,56 @@ def _take(objects: dict[str, str], obis: str) -> str | None:
 # -- decoding -------------------------------------------------------------------------
 
 
+def _kilo(objects: dict[str, str], obis: str, units: dict[str, int]) -> float | None:
+    """The single-value object `obis` in kWh / kW; in an unknown unit it stays in `other`."""
+    raw = objects.pop(obis, None)
+    if raw is None:
+        return None
+    number, exponent = split_kilo(raw[1:-1], units)
+    if exponent is None:
+        objects[obis] = raw  # never counted as kWh: kept verbatim
+        return None
+    return scale(number, exponent)
+
+
 def _energy(objects: dict[str, str], direction: str) -> dict[str, Any]:
-    """Registers of one direction: 1 = import (1.8.x, 1.7.0), 2 = export (2.8.x, 2.7.0)."""
+    """Registers of one direction: 1 = import (1.8.x, 1.7.0), 2 = export (2.8.x, 2.7.0).
+
+    Hot: twice per telegram. The common spellings ("*kWh", "*kW") are looked up in place;
+    anything else goes through `split_kilo` (case, prefixes, unknown units).
+    """
     tariff_keys, total_key, power_key, phase_keys = _ENERGY_KEYS[direction]
     pop = objects.pop
     out: dict[str, Any] = {}
     exact: list[Decimal | None] = []
     for field, obis in tariff_keys:
         raw = pop(obis, None)
-        if raw is not None:
-            out[field], tariff_exact = value_in_kilo(raw[1:-1])
-            exact.append(tariff_exact)
-    total = pop(total_key, None)
-    if total is not None:
-        out["total_kwh"] = to_kilo(total[1:-1])
+        if raw is None:
+            continue
+        number, exponent = split_kilo(raw[1:-1], ENERGY_UNITS)
+        if exponent is None:
+            objects[obis] = raw  # an unknown unit: kept verbatim, never taken as kWh
+            out[field] = tariff_exact = None
+        else:
+            out[field], tariff_exact = value_in_kilo(number, exponent)
+        exact.append(tariff_exact)
+    if total_key in objects:
+        out["total_kwh"] = _kilo(objects, total_key, ENERGY_UNITS)
     elif exact:
         # One unreadable tariff register makes the sum unknown, not smaller.
         known = [value for value in exact if value is not None]
         out["total_kwh"] = _exact_sum(known) if len(known) == len(exact) else None
-    raw = pop(power_key, None)
-    out["power_kw"] = None if raw is None else to_kilo(raw[1:-1])
-    for field, obis in phase_keys:
+    for field, obis in (("power_kw", power_key), *phase_keys):
         raw = pop(obis, None)
-        out[field] = None if raw is None else to_kilo(raw[1:-1])
+        if raw is None:
+            out[field] = None
+            continue
+        number, star, unit = raw[1:-1].partition("*")
+        if unit == "kW" or not star:  # what every standard writes: nothing to scale
+            out[field] = to_float(number)
+        else:
+            objects[obis] = raw
+            out[field] = _kilo(objects, obis, POWER_UNITS)
     return out
 
 
@@ -244,8 +274,7 @@ def _power_failures(objects: dict[str, str]) -> dict[str, Any]:
 
 
 def _capacity(objects: dict[str, str]) -> dict[str, Any] | None:
-    average_raw = _take(objects, "1-0:1.4.0")
-    average = None if average_raw is None else to_kilo(average_raw)
+    average = _kilo(objects, "1-0:1.4.0", POWER_UNITS)
     peak_raw = objects.pop("1-0:1.6.0", None)
     history_raw = objects.get("0-0:98.1.0")
     history: list[dict[str, Any]] = []
@@ -254,18 +283,22 @@ def _capacity(objects: dict[str, str]) -> dict[str, Any] | None:
         # Belgian layout: (N)(1-0:1.6.0)(1-0:1.6.0) then N x (month start)(peak time)(kW).
         # Other countries reuse 98.1.0 for billing profiles of another shape: keep those raw.
         if len(parts) >= 3 and parts[1] == "1-0:1.6.0":
-            del objects["0-0:98.1.0"]
             entries = parts[3:]
+            unknown_unit = False
             for i in range(0, len(entries) - 2, 3):
                 at = parse_timestamp(entries[i + 1])
+                number, exponent = split_kilo(entries[i + 2], POWER_UNITS)
+                unknown_unit = unknown_unit or exponent is None
                 history.append(
                     {
                         "month": parse_timestamp(entries[i]),
                         "at": at,
                         # a placeholder peak time means no peak, not a 0 kW one
-                        "max_kw": to_kilo(entries[i + 2]) if at else None,
+                        "max_kw": scale(number, exponent) if at and exponent is not None else None,
                     }
                 )
+            if not unknown_unit:  # else the whole object also stays verbatim in `other`
+                del objects["0-0:98.1.0"]
     if average is None and peak_raw is None and not history:
         return None
     month_max_kw = month_max_at = None
@@ -273,9 +306,11 @@ def _capacity(objects: dict[str, str]) -> dict[str, Any] | None:
         peak = groups(peak_raw)
         if len(peak) == 2:
             month_max_at = parse_timestamp(peak[0])
-            month_max_kw = to_kilo(peak[1])
+        number, exponent = split_kilo(peak[1] if len(peak) == 2 else peak[0], POWER_UNITS)
+        if exponent is None:
+            objects["1-0:1.6.0"] = peak_raw  # an unknown unit: kept verbatim
         else:
-            month_max_kw = to_kilo(peak[0])
+            month_max_kw = scale(number, exponent)
     return {
         "average_demand_kw": average,
         "month_max_kw": month_max_kw,

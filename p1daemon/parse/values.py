@@ -22,8 +22,18 @@ _FLAGS: dict[str, tzinfo] = {"S": SUMMER, "W": WINTER, "s": SUMMER, "w": WINTER,
 # epoch on unconfigured M-Bus channels, and 2000-01-01 in empty power-failure log slots.
 _PLACEHOLDER_PREFIXES = ("000000", "632525", "700101", "000101")
 
-# Decimal exponents that bring a unit to the kWh / kW the reading document uses.
-_SCALE_TO_KILO = {"Wh": -3, "W": -3, "kWh": 0, "kW": 0, "MWh": 3, "MW": 3}
+# Decimal exponents that bring a unit to the kWh / kW the reading document uses. Units are
+# compared case-insensitively: meters in the wild send "*kwh", "*wh" and "*WH". Once case is
+# ignored, "m" cannot tell milli from mega; it is read as mega, because no P1 standard has a
+# milliwatt-hour or milliwatt register and mega is the realistic reading ("*mWh" from a meter
+# that lower-cased "MWh"). A unit not in these tables is no unit of that quantity at all: the
+# object is kept verbatim in `other` instead of being counted as kWh.
+_ENERGY = {"wh": -3, "kwh": 0, "mwh": 3, "gwh": 6}
+_POWER = {"w": -3, "kw": 0, "mw": 3, "gw": 6}
+# Keyed by the case-folded unit and, so the common case needs no str.lower(), by the
+# spellings the standards use.
+ENERGY_UNITS: dict[str, int] = {**_ENERGY, "Wh": -3, "kWh": 0, "MWh": 3, "GWh": 6}
+POWER_UNITS: dict[str, int] = {**_POWER, "W": -3, "kW": 0, "MW": 3, "GW": 6}
 
 
 @lru_cache(maxsize=256)
@@ -79,10 +89,23 @@ def to_int(number: str) -> int | None:
         return None
 
 
-def to_kilo(text: str) -> float | None:
-    """An energy or power value in kWh / kW, whatever prefix the meter used (Wh, W, MWh)."""
+def split_kilo(text: str, units: dict[str, int]) -> tuple[str, int | None]:
+    """`"004321007*wh"` -> ("004321007", -3): the number and its exponent to kWh or kW.
+
+    No unit at all means the register's own unit (kWh, kW): exponent 0. An exponent of
+    None means a unit that is not one of `units` (ENERGY_UNITS or POWER_UNITS).
+    """
     number, star, unit = text.partition("*")
-    exponent = _SCALE_TO_KILO.get(unit, 0) if star else 0
+    if not star:
+        return number, 0
+    exponent = units.get(unit)
+    if exponent is None:
+        exponent = units.get(unit.lower())
+    return number, exponent
+
+
+def scale(number: str, exponent: int) -> float | None:
+    """`number` times 10**exponent, without binary rounding (Wh -> kWh stays exact)."""
     if exponent == 0:
         return to_float(number)
     try:
@@ -92,10 +115,18 @@ def to_kilo(text: str) -> float | None:
     return float(scaled) if scaled.is_finite() else None
 
 
-def value_in_kilo(text: str) -> tuple[float | None, Decimal | None]:
-    """`to_kilo(text)`, plus the same value as an exact Decimal for exact tariff sums."""
-    number, star, unit = text.partition("*")
-    exponent = _SCALE_TO_KILO.get(unit, 0) if star else 0
+def to_kilo(text: str, units: dict[str, int]) -> float | None:
+    """An energy or power value in kWh / kW, whatever prefix or case the meter used.
+
+    None for an unknown unit as for an unreadable number; callers that must keep an object
+    with an unknown unit in `other` ask `split_kilo` first.
+    """
+    number, exponent = split_kilo(text, units)
+    return None if exponent is None else scale(number, exponent)
+
+
+def value_in_kilo(number: str, exponent: int) -> tuple[float | None, Decimal | None]:
+    """`scale(number, exponent)`, plus the same value as an exact Decimal for exact sums."""
     try:
         exact = Decimal(number).scaleb(exponent)
     except InvalidOperation:
