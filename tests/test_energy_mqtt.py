@@ -503,6 +503,12 @@ def test_a_restart_continues_the_day_from_the_saved_state(
     for reading in all_readings[cut:]:
         second.submit(reading)
     subscriber.wait_for(quarters_received(subscriber, "house", 3), 10, "second run's quarter")
+    # The day document follows its quarter through the outbox: wait for it too.
+    subscriber.wait_for(
+        lambda _: distinct(subscriber.on("p1/house/day"))[-1]["quarters"] == 3,
+        10,
+        "the day after the third quarter",
+    )
 
     day = distinct(subscriber.on("p1/house/day"))[-1]
     imp, exp = house.kwh_between(START, at("12:45:00"))
