@@ -88,6 +88,24 @@ class MqttSetupError(Exception):
     """The settings cannot work at all (unreadable CA or password file): one clear line."""
 
 
+def tls_context(settings: MqttSettings) -> ssl.SSLContext:
+    """The TLS context for `settings` (the daemon's link and `p1daemon watch` alike);
+    raises MqttSetupError with one line naming what could not be loaded."""
+    try:
+        context = ssl.create_default_context(
+            cafile=str(settings.ca_file) if settings.ca_file is not None else None
+        )
+        if settings.cert_file is not None and settings.key_file is not None:
+            context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise MqttSetupError(f"mqtt TLS files: {exc}") from exc
+    if settings.tls_insecure:
+        # Only when the user asked for it in so many words (tls_insecure = true).
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class ReconnectDelays:
     """How long to wait before each connection attempt of one outage.
 
@@ -212,20 +230,7 @@ class BrokerLink:
         return client
 
     def _set_tls(self, client: mqtt.Client) -> None:
-        s = self.settings
-        try:
-            context = ssl.create_default_context(
-                cafile=str(s.ca_file) if s.ca_file is not None else None
-            )
-            if s.cert_file is not None and s.key_file is not None:
-                context.load_cert_chain(str(s.cert_file), str(s.key_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise MqttSetupError(f"mqtt TLS files: {exc}") from exc
-        if s.tls_insecure:
-            # Only when the user asked for it in so many words (tls_insecure = true).
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        client.tls_set_context(context)
+        client.tls_set_context(tls_context(self.settings))
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from p1daemon.publish.client import MqttSetupError
+from p1daemon.publish.client import tls_context as daemon_tls_context
 from p1daemon.publish.settings import MqttSettings
 from p1daemon.watch.topics import subscriptions
 
@@ -37,19 +39,11 @@ class WatchError(Exception):
 
 
 def tls_context(settings: MqttSettings) -> ssl.SSLContext:
-    """The TLS context for `settings`, as the daemon's own link builds it."""
+    """The daemon's own TLS set-up, with its failure as a WatchError."""
     try:
-        context = ssl.create_default_context(
-            cafile=str(settings.ca_file) if settings.ca_file is not None else None
-        )
-        if settings.cert_file is not None and settings.key_file is not None:
-            context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise WatchError(f"mqtt TLS files: {exc}") from exc
-    if settings.tls_insecure:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
+        return daemon_tls_context(settings)
+    except MqttSetupError as exc:
+        raise WatchError(str(exc)) from exc
 
 
 class Watcher:
