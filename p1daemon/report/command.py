@@ -55,9 +55,8 @@ def _history_path(config: Config, override: str | None) -> Path:
 @click.option("--ean", help="Only the metering point with this EAN.")
 @click.option(
     "--period",
-    default="last-month",
-    show_default=True,
-    help="2026-11, 2026, 2026-11-01..2026-11-15, yesterday, this-month or last-month.",
+    help="2026-11, 2026, 2026-11-01..2026-11-15, yesterday, this-month or last-month "
+    "(default: last-month; for --verify the whole history).",
 )
 @click.option("--by", type=click.Choice(BY_CHOICES), default="day", show_default=True)
 @click.option(
@@ -67,15 +66,24 @@ def _history_path(config: Config, override: str | None) -> Path:
     help="Default: table on a terminal, csv otherwise.",
 )
 @click.option("--excel", is_flag=True, help="CSV for a Dutch-locale spreadsheet (; and , BOM).")
+@click.option(
+    "--verify",
+    "do_verify",
+    is_flag=True,
+    help="Check every row, its hash chain and its telegrams; exit 1 on any mismatch.",
+)
+@click.option("--chain-head", is_flag=True, help="Print each meter's chain head and exit.")
 def report(
     config_path: str,
     history_path: str | None,
     meter: str | None,
     ean: str | None,
-    period: str,
+    period: str | None,
     by: By,
     fmt: str | None,
     excel: bool,
+    do_verify: bool,
+    chain_head: bool,
 ) -> None:
     """Energy per metering point from the settlement history, with readings, coverage,
     gaps, replacements and the connection's shares. Works while the daemon runs."""
@@ -90,10 +98,24 @@ def report(
     config = _config(config_path)
     zone = config.site.zone
     try:
-        span = parse_period(period, zone)
+        span = parse_period("last-month" if period is None else period, zone)
     except PeriodError as exc:
         raise click.UsageError(str(exc)) from None
     path = _history_path(config, history_path)
+    if do_verify or chain_head:
+        from p1daemon.report import proof
+
+        try:
+            if chain_head:
+                proof.print_heads(path, sys.stdout, meter=meter, ean=ean)
+                return
+            bounds = None if period is None else span.bounds(zone)
+            code = proof.run_verify(path, zone, sys.stdout, meter=meter, ean=ean, bounds=bounds)
+        except proof.ProofError as exc:
+            _fail(str(exc))
+        except Exception as exc:  # sqlite3.Error and friends: one line, no traceback
+            _fail(f"cannot read history {path}: {exc}")
+        sys.exit(code)
     try:
         store = HistoryStore.open(path, readonly=True)
     except HistoryUnavailable as exc:

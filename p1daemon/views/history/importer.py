@@ -4,7 +4,8 @@ The capture goes through the daemon's own `ReadingStream` and the same recorder 
 live readings; rows are upserted (a quarter is only ever replaced by an equal or better
 one), so importing a capture twice changes nothing. Readings are booked on the meter's
 own clock; a telegram without a timestamp cannot be placed in time and is skipped.
-The live meter state is not touched.
+The live meter state is not touched. The telegrams at quarter edges are kept as
+evidence, as the daemon keeps them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import UTC
 from pathlib import Path
 
 from p1daemon.config.model import Config, MeterConfig
+from p1daemon.daemon.reader import wire_bytes
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped
 from p1daemon.parse.stream import ReadingStream
@@ -38,7 +40,7 @@ class ImportResult:
 
 def capture_readings(
     paths: Iterable[Path], meter: MeterConfig, result: ImportResult
-) -> Iterator[MeterReading]:
+) -> Iterator[tuple[MeterReading, bytes]]:
     for path in paths:
         stream = ReadingStream(
             TelegramDecoder(
@@ -51,22 +53,24 @@ def capture_readings(
         with path.open("rb") as source:
             while True:
                 chunk = source.read(_CHUNK)
-                events = stream.feed(chunk) if chunk else stream.flush()
-                for event in events:
-                    if isinstance(event, Dropped):
+                events = stream.feed_framed(chunk) if chunk else stream.flush_framed()
+                for item in events:
+                    if isinstance(item, Dropped):
                         result.dropped += 1
                         continue
+                    event, frame = item
                     if event.timestamp is None or event.timestamp.tzinfo is None:
                         result.untimed += 1
                         continue
                     result.readings += 1
-                    yield MeterReading.from_reading(
+                    reading = MeterReading.from_reading(
                         event,
                         meter=meter.name,
                         role=meter.role,
                         ean=meter.ean,
                         received_at=event.timestamp.astimezone(UTC),
                     )
+                    yield reading, wire_bytes(frame)
                 if not chunk:
                     break
 
@@ -79,13 +83,14 @@ def import_captures(
     recorder = HistoryRecorder(config.site, [spec])
     result = ImportResult()
     pending: list[Row] = []
-    for reading in capture_readings(paths, meter, result):
-        rows = [r for r in recorder.feed(reading) if not isinstance(r, MeterState)]
+    for reading, raw in capture_readings(paths, meter, result):
+        rows = [r for r in recorder.feed(reading, raw) if not isinstance(r, MeterState)]
         pending.extend(rows)
         if len(pending) >= _BATCH:
             store.write(pending)
             result.rows += len(pending)
             pending = []
+    pending.extend(recorder.last_telegrams())
     if pending:
         store.write(pending)
         result.rows += len(pending)

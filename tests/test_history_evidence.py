@@ -1,0 +1,302 @@
+"""Evidence and the hash chain: every quarter edge keeps its telegram, every row is
+chained, and `p1daemon report --verify` catches a history edited with SQLite as a user
+would edit it with the sqlite3 tool, naming the row.
+
+Three synthetic days around the 25-hour day (the DST change), a three-hour gap and a
+daemon restart mid-quarter; readings go through the recorder with the telegrams a meter
+would have sent (tests/history_synth.py `telegram_of`, real CRCs)."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from history_synth import AMS, SynthMeter, Truth, run_meter, telegram_of
+
+from p1daemon.cli import main
+from p1daemon.daemon.dispatcher import Dispatcher
+from p1daemon.report.verify import meters_of, parse_telegram, verify
+from p1daemon.views.energy.clock import day_bounds
+from p1daemon.views.energy.settings import SiteSettings
+from p1daemon.views.energy.tracker import MeterSpec
+from p1daemon.views.history import chain
+from p1daemon.views.history.evidence import compress, sha256_hex
+from p1daemon.views.history.processor import HistoryProcessor
+from p1daemon.views.history.recorder import HistoryRecorder
+from p1daemon.views.history.rows import Row
+from p1daemon.views.history.settings import HistorySettings
+from p1daemon.views.history.store import HistoryStore
+
+EAN = "871685900012345674"
+FIRST, LAST = date(2026, 10, 24), date(2026, 10, 26)
+SPEC = MeterSpec("house", "primary", EAN)
+
+
+def local(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:
+    return datetime(y, m, d, hh, mm, tzinfo=AMS).astimezone(UTC)
+
+
+GAP = (local(2026, 10, 24, 10, 5), local(2026, 10, 24, 13, 10))
+STOP_AFTER = local(2026, 10, 26, 8, 5)
+# The row the tamper tests edit, and the one after it.
+TARGET = local(2026, 10, 25, 14, 0)
+NEXT = TARGET + timedelta(minutes=15)
+
+
+def build(path: Path) -> None:
+    meter = SynthMeter("house", ean=EAN)
+    start, end = day_bounds(FIRST, AMS)[0], day_bounds(LAST, AMS)[1]
+    store = HistoryStore.open(path)
+    recorder = HistoryRecorder(SiteSettings(), [SPEC])
+    pending: list[Row] = []
+    silent = lambda at: GAP[0] < at < GAP[1]  # noqa: E731
+    for reading in run_meter(meter, start, end, Truth(), silent=silent):
+        pending.extend(recorder.feed(reading, telegram_of(reading)))
+        if reading.timestamp == STOP_AFTER:
+            # A clean stop mid-quarter, as the processor makes it; a new process resumes.
+            store.write([*pending, *recorder.last_telegrams(), *recorder.states()])
+            pending = []
+            store.close()
+            store = HistoryStore.open(path)
+            recorder = HistoryRecorder(SiteSettings(), [SPEC])
+            recorder.resume(store.states())
+    store.write(pending)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("evidence") / "history.db"
+    build(path)
+    return path
+
+
+@pytest.fixture
+def history(pristine: Path, tmp_path: Path) -> Path:
+    """A copy of the built history with a config beside it, for one test to edit."""
+    path = tmp_path / "history.db"
+    shutil.copy(pristine, path)
+    (tmp_path / "p1daemon.toml").write_text(
+        f'[history]\npath = "history.db"\n\n[[meters]]\nname = "house"\nean = "{EAN}"\n'
+        'source = "/dev/ttyUSB0"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def run_verify(history: Path, *extra: str) -> tuple[int, str]:
+    config = history.parent / "p1daemon.toml"
+    result = CliRunner().invoke(main, ["report", "--config", str(config), "--verify", *extra])
+    return result.exit_code, result.stdout
+
+
+def iso(at: datetime) -> str:
+    return at.astimezone(AMS).isoformat(timespec="seconds")
+
+
+def edit(path: Path, sql: str, *args: object) -> int:
+    db = sqlite3.connect(path)
+    with db:
+        changed = db.execute(sql, args).rowcount
+    db.close()
+    return changed
+
+
+def test_every_edge_has_its_telegram_and_the_history_verifies(pristine: Path) -> None:
+    store = HistoryStore.open(pristine, readonly=True)
+    try:
+        db = store.connection
+        edges = db.execute(
+            "SELECT count(*) FROM quarters WHERE first_at IS NOT NULL OR last_at IS NOT NULL"
+        ).fetchone()[0]
+        missing = db.execute(
+            "SELECT count(*) FROM quarters q WHERE (q.first_at IS NOT NULL AND NOT EXISTS "
+            "(SELECT 1 FROM telegrams t WHERE t.at = q.first_at)) OR (q.last_at IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM telegrams t WHERE t.at = q.last_at))"
+        ).fetchone()[0]
+        gaps = db.execute("SELECT count(*) FROM quarters WHERE status = 'gap'").fetchone()[0]
+        unchained = db.execute("SELECT count(*) FROM quarters WHERE hash IS NULL").fetchone()[0]
+        kept = db.execute("SELECT count(*) FROM telegrams").fetchone()[0]
+        result = verify(store, AMS, meters_of(store))
+    finally:
+        store.close()
+    assert edges > 280 and gaps >= 11 and missing == 0 and unchained == 0
+    # One telegram per quarter edge (plus the stop's), not one per reading.
+    assert edges <= kept <= edges + 3
+    assert result.findings == []
+    assert result.rows == edges + gaps and result.telegrams == kept
+
+
+def test_stored_telegrams_are_exactly_what_was_received(pristine: Path) -> None:
+    store = HistoryStore.open(pristine, readonly=True)
+    try:
+        from p1daemon.views.history.evidence import EvidenceReader
+
+        stored = list(EvidenceReader(store.connection).between("house", 0, 2e9))
+    finally:
+        store.close()
+    meter = SynthMeter("house", ean=EAN)
+    start, end = day_bounds(FIRST, AMS)[0], day_bounds(LAST, AMS)[1]
+    sent = {r.timestamp.timestamp(): telegram_of(r) for r in run_meter(meter, start, end, Truth())}  # type: ignore[union-attr]
+    assert stored and all(t.raw == sent[t.at] and t.intact for t in stored)
+    assert all(parse_telegram(t.raw).reading is not None for t in stored if t.raw)
+
+
+def test_verify_cli_passes_a_clean_history(history: Path) -> None:
+    code, out = run_verify(history)
+    assert code == 0, out
+    assert ": OK" in out and "chain head house: " in out
+    code, out = run_verify(history, "--period", "2026-10-25")
+    assert code == 0 and "OK" in out
+
+
+def test_changed_register_value_is_caught_and_named(history: Path) -> None:
+    start = int(TARGET.timestamp())
+    (reg,) = (
+        sqlite3.connect(history)
+        .execute("SELECT last_reg FROM quarters WHERE start = ?", (start,))
+        .fetchone()
+    )
+    first, rest = reg.split(",", 1)
+    forged = f"{float(first) + 1:.3f},{rest}"
+    assert edit(history, "UPDATE quarters SET last_reg = ? WHERE start = ?", forged, start) == 1
+    code, out = run_verify(history)
+    assert code == 1
+    lines = [line for line in out.splitlines() if line.startswith(f"house {iso(TARGET)}:")]
+    assert any("edited row" in line for line in lines), out
+    assert any("row differs from its telegram" in line and "last reading" in line for line in lines)
+    assert "mismatch" in out.splitlines()[-2]
+
+
+def test_deleted_row_is_caught_and_named(history: Path) -> None:
+    assert edit(history, "DELETE FROM quarters WHERE start = ?", int(TARGET.timestamp())) == 1
+    code, out = run_verify(history)
+    assert code == 1
+    line = next(x for x in out.splitlines() if "missing row" in x)
+    assert line.startswith(f"house {iso(NEXT)}: missing row: 1 quarter-hour")
+    assert f"from {iso(TARGET)}" in line
+    assert any(x.startswith(f"house {iso(NEXT)}: broken chain") for x in out.splitlines())
+
+
+def test_replaced_telegram_is_caught_and_named(history: Path) -> None:
+    db = sqlite3.connect(history)
+    at, dict_id = db.execute(
+        "SELECT t.at, t.dict FROM telegrams t JOIN quarters q ON q.last_at = t.at "
+        "WHERE q.start = ?",
+        (int(TARGET.timestamp()),),
+    ).fetchone()
+    (zdict,) = db.execute("SELECT data FROM telegram_dicts WHERE id = ?", (dict_id,)).fetchone()
+    db.close()
+    # A valid telegram (right CRC) of the same moment with one register changed.
+    meter = SynthMeter("house", ean=EAN)
+    meter.regs["i1"] += 5_000
+    forged = telegram_of(meter.reading(datetime.fromtimestamp(at, UTC)))
+    assert parse_telegram(forged).reading is not None
+    # The data only, then the data with its hash: both are caught.
+    edit(history, "UPDATE telegrams SET data = ? WHERE at = ?", compress(forged, zdict), at)
+    code, out = run_verify(history)
+    assert code == 1
+    assert any(
+        x.startswith(f"house {iso(TARGET)}: bad telegram") and "not the one recorded" in x
+        for x in out.splitlines()
+    ), out
+    edit(history, "UPDATE telegrams SET sha256 = ? WHERE at = ?", sha256_hex(forged), at)
+    code, out = run_verify(history)
+    assert code == 1
+    named = [x for x in out.splitlines() if x.startswith(f"house {iso(TARGET)}:")]
+    assert any("edited row" in x for x in named), out
+    assert any("row differs from its telegram" in x and "import t1" in x for x in named)
+    # The next row starts at that reading: it is named too.
+    assert any(
+        x.startswith(f"house {iso(NEXT)}: row differs from its telegram") for x in out.splitlines()
+    )
+
+
+def test_rechained_edit_without_telegrams_is_caught_and_named(history: Path) -> None:
+    """Edit a row's end reading, the next row's start and both deltas consistently, then
+    re-link the chain with the documented encoding: the chain is whole again, but the
+    telegrams still say otherwise, and the chain head no longer equals the published one."""
+    db = sqlite3.connect(history)
+    store = HistoryStore.open(history, readonly=True)
+    head_before = store.chain_head("house")
+    store.close()
+    a, b = int(TARGET.timestamp()), int(NEXT.timestamp())
+    (last_reg, delta_a) = db.execute(
+        "SELECT last_reg, delta FROM quarters WHERE start = ?", (a,)
+    ).fetchone()
+    (delta_b,) = db.execute("SELECT delta FROM quarters WHERE start = ?", (b,)).fetchone()
+
+    def bump(text: str, by: float) -> str:
+        first, rest = text.split(",", 1)
+        return f"{float(first) + by:.3f},{rest}"
+
+    with db:
+        db.execute(
+            "UPDATE quarters SET last_reg = ?, delta = ? WHERE start = ?",
+            (bump(last_reg, 0.5), bump(delta_a, 0.5), a),
+        )
+        db.execute(
+            "UPDATE quarters SET first_reg = ?, delta = ? WHERE start = ?",
+            (bump(last_reg, 0.5), bump(delta_b, -0.5), b),
+        )
+        chain.relink(db, "house", a)
+    db.close()
+    code, out = run_verify(history)
+    assert code == 1
+    lines = out.splitlines()
+    assert not any("edited row" in x or "broken chain" in x for x in lines), out
+    assert any(x.startswith(f"house {iso(TARGET)}: row differs from its telegram") for x in lines)
+    assert any(x.startswith(f"house {iso(NEXT)}: row differs from its telegram") for x in lines)
+    head_line = next(x for x in lines if x.startswith("chain head house: "))
+    assert head_before is not None and head_before not in head_line
+
+
+def test_chain_head_printed_equals_the_month_document(history: Path) -> None:
+    config = history.parent / "p1daemon.toml"
+    result = CliRunner().invoke(main, ["report", "--config", str(config), "--chain-head"])
+    assert result.exit_code == 0
+    meter, head = result.stdout.split()
+    store = HistoryStore.open(history, readonly=True)
+    try:
+        from p1daemon.views.history.aggregate import point_groups
+        from p1daemon.views.history.month import month_document
+
+        doc = month_document(store, point_groups(store)["house"], TARGET, AMS)
+        last = list(chain.rows(store.connection, "house"))[-1]
+    finally:
+        store.close()
+    assert meter == "house" and len(head) == 64
+    assert doc.chain_head == head == last.hash
+
+
+def test_processor_keeps_telegrams_handed_over_by_the_dispatcher(tmp_path: Path) -> None:
+    """The daemon's path: `Dispatcher.submit(reading, raw)` -> `on_telegram` -> the
+    recorder; a processor that wants telegrams makes the dispatcher ask for them."""
+    path = tmp_path / "history.db"
+    settings = HistorySettings(path=str(path), commit_delay_s=0.05)
+    proc = HistoryProcessor(settings, SiteSettings(), [SPEC], "p1")
+    dispatcher = Dispatcher([proc], [])
+    assert dispatcher.wants_telegrams("house") and not dispatcher.wants_telegrams("other")
+    assert not Dispatcher([], []).wants_telegrams("house")
+    dispatcher.start()
+    meter = SynthMeter("house", ean=EAN)
+    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    for reading in run_meter(meter, start, start + timedelta(hours=1), Truth()):
+        dispatcher.submit(reading, telegram_of(reading))
+    dispatcher.stop()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not path.exists():
+        time.sleep(0.02)
+    store = HistoryStore.open(path, readonly=True)
+    try:
+        result = verify(store, AMS, ["house"])
+        kept = store.connection.execute("SELECT count(*) FROM telegrams").fetchone()[0]
+    finally:
+        store.close()
+    assert result.rows == 4 and result.findings == []
+    assert kept == 5  # the five quarter edges of the hour, nothing in between
