@@ -8,8 +8,12 @@ would have sent (tests/history_synth.py `telegram_of`, real CRCs)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -300,3 +304,50 @@ def test_processor_keeps_telegrams_handed_over_by_the_dispatcher(tmp_path: Path)
         store.close()
     assert result.rows == 4 and result.findings == []
     assert kept == 5  # the five quarter edges of the hour, nothing in between
+
+
+def test_evidence_directory_checks_out_with_p1daemon_parse_alone(
+    history: Path, tmp_path: Path
+) -> None:
+    """The auditor's side: a fresh process that only runs `p1daemon parse` on the
+    telegrams, and hashes the files, agrees with the manifest on every telegram."""
+    out_dir = tmp_path / "evidence"
+    config = history.parent / "p1daemon.toml"
+    result = CliRunner().invoke(
+        main,
+        ["report", "--config", str(config), "--meter", "house", "--period", "2026-10-25",
+         "--evidence", str(out_dir)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["meter"] == "house" and manifest["ean"] == EAN
+    assert manifest["missing_telegrams"] == 0
+    assert len(manifest["quarters"]) == 100  # the 25-hour day
+    files = [t["file"] for t in manifest["telegrams"]]
+    assert len(files) == 101 and len(set(files)) == 101
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((out_dir / name).read_bytes()).hexdigest() == digest
+    report = json.loads((out_dir / "report.json").read_text(encoding="utf-8").splitlines()[0])
+    assert report["meter"] == "house"
+    auditor = subprocess.run(
+        [sys.executable, "-m", "p1daemon", "parse", *files],
+        cwd=out_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert auditor.returncode == 0, auditor.stderr  # every CRC valid
+    parsed = [json.loads(line) for line in auditor.stdout.splitlines()]
+    assert len(parsed) == len(files)
+    for entry, reading in zip(manifest["telegrams"], parsed, strict=True):
+        raw = (out_dir / entry["file"]).read_bytes()
+        assert hashlib.sha256(raw).hexdigest() == entry["sha256"]
+        assert reading["timestamp"] == entry["timestamp"]
+        assert reading["equipment_id"] == entry["equipment_id"]
+        for direction in ("import", "export"):
+            for register, value in entry[direction].items():
+                assert reading[direction][register] == value, (entry["file"], register)
+    # Every quarter names the telegrams it runs between.
+    named = {q["first"] for q in manifest["quarters"]} | {q["last"] for q in manifest["quarters"]}
+    assert named == set(files)

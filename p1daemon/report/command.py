@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import sys
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -18,6 +20,7 @@ from p1daemon.report.render import write_csv, write_json, write_table
 from p1daemon.views.history.aggregate import (
     BY_CHOICES,
     By,
+    PointSummary,
     connection_summary,
     point_groups,
     summarise,
@@ -73,6 +76,13 @@ def _history_path(config: Config, override: str | None) -> Path:
     help="Check every row, its hash chain and its telegrams; exit 1 on any mismatch.",
 )
 @click.option("--chain-head", is_flag=True, help="Print each meter's chain head and exit.")
+@click.option(
+    "--evidence",
+    "evidence_dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Write one point's report, its telegrams and a manifest of hashes into DIR.",
+)
 def report(
     config_path: str,
     history_path: str | None,
@@ -84,6 +94,7 @@ def report(
     excel: bool,
     do_verify: bool,
     chain_head: bool,
+    evidence_dir: str | None,
 ) -> None:
     """Energy per metering point from the settlement history, with readings, coverage,
     gaps, replacements and the connection's shares. Works while the daemon runs."""
@@ -143,6 +154,9 @@ def report(
         tolerance = Decimal(repr(config.site.tolerance_kwh))
         conn = connection_summary(summaries, config.site.topology, tolerance)
     labels = {m.name: dict(m.tariff_labels) for m in config.meters}
+    if evidence_dir is not None:
+        _evidence(path, zone, span.bounds(zone), Path(evidence_dir), summaries, labels)
+        return
     # UTF-8 whatever the locale (names, labels, the BOM), CRLF as RFC 4180 wants it.
     out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
     if fmt == "csv":
@@ -153,6 +167,35 @@ def report(
         write_table(out, summaries, conn, zone, labels)
     out.flush()
     out.detach()
+
+
+def _evidence(
+    path: Path,
+    zone: ZoneInfo,
+    bounds: tuple[datetime, datetime],
+    directory: Path,
+    summaries: list[PointSummary],
+    labels: dict[str, dict[str, str]],
+) -> None:
+    from p1daemon.report import proof
+
+    if len(summaries) != 1:
+        raise click.UsageError("--evidence is for one metering point: give --meter or --ean")
+    summary = summaries[0]
+    documents = {"report.json": lambda out: write_json(out, summaries, None, zone, labels)}
+    try:
+        manifest = proof.write_evidence(path, zone, summary.meter, bounds, directory, documents)
+    except proof.ProofError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {directory}: {exc.strerror or exc}")
+    except Exception as exc:
+        _fail(f"cannot read history {path}: {exc}")
+    click.echo(
+        f"{summary.meter}: {len(manifest['quarters'])} quarter rows, "
+        f"{len(manifest['telegrams'])} telegrams into {directory}"
+        + (f", {manifest['missing_telegrams']} missing" if manifest["missing_telegrams"] else "")
+    )
 
 
 @click.group("history")

@@ -3,10 +3,10 @@ prove the history rather than sum it (command.py only dispatches here)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any, TextIO
 from zoneinfo import ZoneInfo
 
 from p1daemon.report.verify import meters_of, verify
@@ -71,6 +71,23 @@ def run_verify(
     for name in meters:
         out.write(f"chain head {name}: {result.heads.get(name) or 'none'}\n")
     return 1 if result.findings else 0
+
+
+def write_evidence(
+    path: Path,
+    zone: ZoneInfo,
+    meter: str,
+    bounds: tuple[datetime, datetime],
+    directory: Path,
+    documents: dict[str, Callable[[IO[str]], None]],
+) -> dict[str, Any]:
+    from p1daemon.report.evidence_export import export_evidence
+
+    store = _open(path)
+    try:
+        return export_evidence(store, zone, meter, *bounds, directory, documents)
+    finally:
+        store.close()
 
 
 def print_heads(path: Path, out: TextIO, *, meter: str | None, ean: str | None) -> None:
