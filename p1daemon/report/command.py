@@ -83,6 +83,18 @@ def _history_path(config: Config, override: str | None) -> Path:
     type=click.Path(file_okay=False),
     help="Write one point's report, its telegrams and a manifest of hashes into DIR.",
 )
+@click.option(
+    "--statement",
+    type=click.Choice(("feed-in", "delivered", "production", "reconciliation")),
+    help="A statement on top of the period report (see [statements]).",
+)
+@click.option(
+    "--prices",
+    "prices_path",
+    metavar="CSV",
+    type=click.Path(dir_okay=False),
+    help="Hourly prices for --statement feed-in (hour start with offset, EUR/kWh).",
+)
 def report(
     config_path: str,
     history_path: str | None,
@@ -95,6 +107,8 @@ def report(
     do_verify: bool,
     chain_head: bool,
     evidence_dir: str | None,
+    statement: str | None,
+    prices_path: str | None,
 ) -> None:
     """Energy per metering point from the settlement history, with readings, coverage,
     gaps, replacements and the connection's shares. Works while the daemon runs."""
@@ -127,6 +141,23 @@ def report(
         except Exception as exc:  # sqlite3.Error and friends: one line, no traceback
             _fail(f"cannot read history {path}: {exc}")
         sys.exit(code)
+    if statement is not None:
+        from p1daemon.report.statement_command import run_statement
+        from p1daemon.report.statements import StatementError
+
+        try:
+            run_statement(
+                statement, config, path, span.bounds(zone), fmt, excel=excel, meter=meter,
+                ean=ean, prices_path=None if prices_path is None else Path(prices_path),
+                evidence_dir=None if evidence_dir is None else Path(evidence_dir),
+            )  # fmt: skip
+        except StatementError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(f"cannot write: {exc.strerror or exc}")
+        except Exception as exc:  # sqlite3.Error and friends: one line, no traceback
+            _fail(f"cannot read history {path}: {exc}")
+        return
     try:
         store = HistoryStore.open(path, readonly=True)
     except HistoryUnavailable as exc:
