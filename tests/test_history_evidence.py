@@ -351,3 +351,49 @@ def test_evidence_directory_checks_out_with_p1daemon_parse_alone(
     # Every quarter names the telegrams it runs between.
     named = {q["first"] for q in manifest["quarters"]} | {q["last"] for q in manifest["quarters"]}
     assert named == set(files)
+
+
+def test_reader_keeps_raw_telegrams_only_when_a_processor_wants_them(tmp_path: Path) -> None:
+    """A real reader on a replayed capture into the real dispatcher and history: the
+    stored edge telegrams are the capture's bytes; a sink that wants none gets none."""
+    from test_daemon_support import CollectingSink, wait_until
+
+    from p1daemon.config.model import MeterConfig
+    from p1daemon.daemon.reader import MeterReader
+
+    meter = SynthMeter("house", ean=EAN)
+    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    readings = list(run_meter(meter, start, start + timedelta(minutes=30), Truth()))
+    sent = {r.timestamp.timestamp(): telegram_of(r) for r in readings if r.timestamp}
+    capture = tmp_path / "capture.txt"
+    capture.write_bytes(b"".join(sent[at] for at in sorted(sent)))
+    config = MeterConfig.model_validate(
+        {"name": "house", "source": f"replay:{capture}", "replay_interval_s": 0}
+    )
+    path = tmp_path / "history.db"
+    proc = HistoryProcessor(
+        HistorySettings(path=str(path), commit_delay_s=0.05), SiteSettings(), [SPEC], "p1"
+    )
+    dispatcher = Dispatcher([proc], [])
+    dispatcher.start()
+    reader = MeterReader(config, dispatcher)
+    reader.start()
+    assert wait_until(lambda: reader.ended)
+    reader.join(2.0)
+    dispatcher.stop()
+    store = HistoryStore.open(path, readonly=True)
+    try:
+        from p1daemon.views.history.evidence import EvidenceReader
+
+        kept = list(EvidenceReader(store.connection).between("house", 0, 2e9))
+    finally:
+        store.close()
+    assert [t.at for t in kept] == [start.timestamp() + 900 * i for i in range(3)]
+    assert all(t.raw == sent[t.at] for t in kept)
+    # No processor wants them: the plain sink's submit(reading) is called without raw.
+    plain = CollectingSink()
+    other = MeterReader(config, plain)
+    other.start()
+    assert wait_until(lambda: other.ended)
+    other.join(2.0)
+    assert len(plain.of("house")) == len(readings)
