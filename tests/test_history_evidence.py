@@ -397,3 +397,31 @@ def test_reader_keeps_raw_telegrams_only_when_a_processor_wants_them(tmp_path: P
     assert wait_until(lambda: other.ended)
     other.join(2.0)
     assert len(plain.of("house")) == len(readings)
+
+
+def test_a_schema_1_history_is_chained_when_first_opened_for_writing(tmp_path: Path) -> None:
+    """A history written before the chain existed (no `hash` column, no telegrams) gets
+    the column and its rows chained; --verify then only misses the telegrams."""
+    path = tmp_path / "history.db"
+    meter = SynthMeter("house", ean=EAN)
+    start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    recorder = HistoryRecorder(SiteSettings(), [SPEC])
+    store = HistoryStore.open(path)
+    readings = run_meter(meter, start, start + timedelta(hours=1), Truth())
+    store.write([row for r in readings for row in recorder.feed(r)])
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE quarters DROP COLUMN hash")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    HistoryStore.open(path).close()
+    store = HistoryStore.open(path, readonly=True)
+    try:
+        result = verify(store, AMS, ["house"])
+        version = store.connection.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        store.close()
+    assert version == 2 and result.rows == 4
+    assert {f.kind for f in result.findings} == {"missing telegram"}
+    assert len(result.findings) == 8  # both edges of each of the four quarters
