@@ -16,9 +16,8 @@ from datetime import UTC
 from pathlib import Path
 
 from p1daemon.config.model import Config, MeterConfig
-from p1daemon.daemon.reader import wire_bytes
 from p1daemon.frame.decoder import TelegramDecoder
-from p1daemon.frame.events import Dropped
+from p1daemon.frame.events import Dropped, Frame
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading
 from p1daemon.views.energy.tracker import MeterSpec
@@ -28,6 +27,14 @@ from p1daemon.views.history.store import HistoryStore
 
 _CHUNK = 64 * 1024
 _BATCH = 20_000
+
+
+def wire_bytes(frame: Frame) -> bytes:
+    """The telegram as the daemon keeps it (the reader's `wire_bytes`; a view may not
+    import the daemon's reader, and tests/test_report_cli.py proves both agree: an
+    import equals the live history, chain hashes included)."""
+    crc = b"" if frame.crc is None else b"%04X" % frame.crc
+    return frame.body + crc + b"\r\n"
 
 
 @dataclass(slots=True)
