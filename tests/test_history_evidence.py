@@ -425,3 +425,44 @@ def test_a_schema_1_history_is_chained_when_first_opened_for_writing(tmp_path: P
     assert version == 2 and result.rows == 4
     assert {f.kind for f in result.findings} == {"missing telegram"}
     assert len(result.findings) == 8  # both edges of each of the four quarters
+
+
+def test_edited_or_deleted_gap_is_caught_and_named(history: Path) -> None:
+    db = sqlite3.connect(history)
+    (start, delta) = db.execute("SELECT start, delta FROM gaps ORDER BY start").fetchone()
+    db.close()
+    assert start == GAP[0].timestamp() and delta
+    first, rest = delta.split(",", 1)
+    forged = f"{float(first) + 2:.3f},{rest}"
+    assert edit(history, "UPDATE gaps SET delta = ? WHERE start = ?", forged, start) == 1
+    code, out = run_verify(history)
+    assert code == 1
+    assert any(
+        x.startswith(f"house {iso(GAP[0])}: edited gap: import t1") for x in out.splitlines()
+    )
+    assert edit(history, "DELETE FROM gaps WHERE start = ?", start) == 1
+    code, out = run_verify(history)
+    assert code == 1
+    first_gap_quarter = local(2026, 10, 24, 10, 15)
+    assert f"house {iso(first_gap_quarter)}: missing gap" in out, out
+
+
+def test_pinned_head_catches_a_history_rewritten_before_it(history: Path) -> None:
+    """The month document's chain head, kept elsewhere, pins the rows before it: edit
+    one, re-link the chain, and the old head is no row's hash any more."""
+    store = HistoryStore.open(history, readonly=True)
+    pinned = store.chain_head("house")
+    store.close()
+    assert pinned is not None
+    code, out = run_verify(history, "--pinned", pinned)
+    assert code == 0, out
+    db = sqlite3.connect(history)
+    with db:
+        db.execute(
+            "UPDATE quarters SET status = 'partial' WHERE start = ?", (int(TARGET.timestamp()),)
+        )
+        chain.relink(db, "house", int(TARGET.timestamp()))
+    db.close()
+    code, out = run_verify(history, "--pinned", pinned)
+    assert code == 1
+    assert f"chain: pinned head not found: {pinned}" in out

@@ -75,6 +75,12 @@ def _history_path(config: Config, override: str | None) -> Path:
     is_flag=True,
     help="Check every row, its hash chain and its telegrams; exit 1 on any mismatch.",
 )
+@click.option(
+    "--pinned",
+    multiple=True,
+    metavar="HASH",
+    help="With --verify: a chain head published earlier that must still be in the history.",
+)
 @click.option("--chain-head", is_flag=True, help="Print each meter's chain head and exit.")
 @click.option(
     "--evidence",
@@ -105,6 +111,7 @@ def report(
     fmt: str | None,
     excel: bool,
     do_verify: bool,
+    pinned: tuple[str, ...],
     chain_head: bool,
     evidence_dir: str | None,
     statement: str | None,
@@ -135,7 +142,9 @@ def report(
                 proof.print_heads(path, sys.stdout, meter=meter, ean=ean)
                 return
             bounds = None if period is None else span.bounds(zone)
-            code = proof.run_verify(path, zone, sys.stdout, meter=meter, ean=ean, bounds=bounds)
+            code = proof.run_verify(
+                path, zone, sys.stdout, meter=meter, ean=ean, bounds=bounds, pinned=pinned
+            )
         except proof.ProofError as exc:
             _fail(str(exc))
         except Exception as exc:  # sqlite3.Error and friends: one line, no traceback

@@ -49,13 +49,14 @@ def run_verify(
     meter: str | None,
     ean: str | None,
     bounds: tuple[datetime, datetime] | None,
+    pinned: Sequence[str] = (),
 ) -> int:
     """Print one line per mismatch and a summary; 1 on any mismatch, else 0."""
     store = _open(path)
     try:
         meters = select_meters(store, meter, ean)
         start, end = bounds if bounds is not None else (None, None)
-        result = verify(store, zone, meters, start, end)
+        result = verify(store, zone, meters, start, end, pinned)
     finally:
         store.close()
     for finding in result.findings:

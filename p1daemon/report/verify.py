@@ -14,6 +14,12 @@ For each meter, in the chain's order (start, point):
 - the row's deltas are its end readings' difference for `complete` and `partial` rows
   (`edited row`); a `replaced` row's sums run across a new baseline and are not
   recomputed;
+- every gap's energy is the difference of the telegrams on both sides of it (`edited
+  gap`), and every run of `gap` quarters has its gap row (`missing gap`): gap rows are
+  not chained, their numbers are checked against the telegrams instead;
+- with `pinned` hashes (a chain head published earlier, e.g. a `month` document kept
+  on the broker), each must be the recomputed hash of some row (`pinned head not
+  found`): whatever came before it has been changed or removed otherwise;
 - every other stored telegram of the period passes its CRC.
 
 One finding per line; the caller prints a summary and exits 1 on any. With a period,
@@ -33,7 +39,7 @@ from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading
 from p1daemon.reading.model import Reading
 from p1daemon.views.energy.clock import QUARTER_S
-from p1daemon.views.energy.samples import sample_of
+from p1daemon.views.energy.samples import Sample, sample_of
 from p1daemon.views.history import chain
 from p1daemon.views.history.evidence import EvidenceReader, StoredTelegram
 from p1daemon.views.history.registers import decode, encode
@@ -109,12 +115,53 @@ class _Checker:
         stored = self._evidence.get(meter, at)
         parsed = None
         if stored is not None:
-            self._result.telegrams += 1
-            self.seen.add(key)
+            if key not in self.seen:
+                self._result.telegrams += 1
+                self.seen.add(key)
             if stored.raw is not None:
                 parsed = parse_telegram(stored.raw)
         self._cache[key] = (stored, parsed)
         return stored, parsed
+
+    def sample_at(self, meter: str, at: float) -> Sample | None:
+        """The reading of the stored telegram at `at`, if it is intact and parses."""
+        stored, parsed = self.telegram(meter, at)
+        if stored is None or not stored.intact or parsed is None or parsed.reading is None:
+            return None
+        return _sample(meter, parsed.reading)
+
+    def gaps(self, meter: str, low: int, high: int, gap_quarters: list[int]) -> None:
+        rows = self._db.execute(
+            "SELECT g.start, g.end, g.delta FROM gaps g JOIN points p ON p.id = g.point "
+            "WHERE p.meter = ? AND g.start >= ? AND g.start < ? ORDER BY g.start",
+            (meter, low, high),
+        ).fetchall()
+        spans = [(float(a), float(b)) for a, b, _ in rows]
+        uncovered = [
+            q for q in gap_quarters if not any(a < q + QUARTER_S and b > q for a, b in spans)
+        ]
+        for index, quarter in enumerate(uncovered):
+            if index == 0 or uncovered[index - 1] != quarter - QUARTER_S:
+                self.find(meter, quarter, "missing gap", "gap quarter-hours without a gap row")
+        for start, end, delta in rows:
+            if delta is None:
+                continue  # across a replacement: unknowable, nothing to recompute
+            before, after = self.sample_at(meter, start), self.sample_at(meter, end)
+            where = int(start)
+            if before is None or after is None:
+                self.find(meter, where, "missing telegram", "no usable telegram at a gap's edge")
+                continue
+            for key, value in decode(delta).items():
+                if key not in before.registers or key not in after.registers:
+                    continue
+                if after.registers[key] - before.registers[key] != value:
+                    self.find(
+                        meter,
+                        where,
+                        "edited gap",
+                        f"{key[0]} {key[1]} {value} in the gap row, "
+                        f"{after.registers[key] - before.registers[key]} by its telegrams",
+                    )
 
     def edge(self, row: chain.ChainRow, which: str, at: float | None, reg: str | None) -> None:
         if at is None:
@@ -149,11 +196,7 @@ class _Checker:
                 f"the {which} reading's telegram ({when}) does not parse: {parsed.problem}",
             )
             return
-        sample = sample_of(
-            MeterReading.from_reading(
-                parsed.reading, meter=meter, role="primary", ean=None, received_at=datetime.now(UTC)
-            )
-        )
+        sample = _sample(meter, parsed.reading)
         if sample is None:
             self.find(
                 meter,
@@ -185,6 +228,14 @@ class _Checker:
             )
 
 
+def _sample(meter: str, reading: Reading) -> Sample | None:
+    return sample_of(
+        MeterReading.from_reading(
+            reading, meter=meter, role="primary", ean=None, received_at=datetime.now(UTC)
+        )
+    )
+
+
 def _deltas_ok(row: chain.ChainRow) -> bool:
     if row.status not in ("complete", "partial") or not row.delta:
         return True
@@ -207,8 +258,10 @@ def verify(
     meters: Iterable[str],
     start: datetime | None = None,
     end: datetime | None = None,
+    pinned: Iterable[str] = (),
 ) -> VerifyResult:
     result = VerifyResult()
+    recomputed: set[str] = set()
     checker = _Checker(store, zone, result)
     db = store.connection
     low = -_FAR if start is None else int(start.timestamp())
@@ -218,9 +271,15 @@ def verify(
         stored_prev = (
             chain.anchor(db, meter) if start is None else chain.previous_hash(db, meter, low)
         )
+        true_prev = stored_prev
         prev_start: int | None = None
+        gap_quarters: list[int] = []
         for row in chain.rows(db, meter, low, high):
             result.rows += 1
+            true_prev = chain.link(true_prev, row.content())
+            recomputed.add(true_prev)
+            if row.status == "gap":
+                gap_quarters.append(row.start)
             gap = prev_start is not None and row.start > prev_start + QUARTER_S
             if gap:
                 assert prev_start is not None
@@ -260,6 +319,7 @@ def verify(
             checker.edge(row, "last", row.last_at, row.last_reg)
             stored_prev = row.hash
             prev_start = row.start
+        checker.gaps(meter, low, high, gap_quarters)
         # Every other stored telegram of the span: intact and CRC-valid.
         reader = EvidenceReader(db)
         for stored in reader.between(meter, float(low), float(high)):
@@ -282,4 +342,12 @@ def verify(
                     "bad telegram",
                     f"the telegram of {_local(stored.at, zone)} does not parse: {parsed.problem}",
                 )
+    for head in pinned:
+        if head.lower() not in recomputed:
+            checker.find(
+                "chain",
+                None,
+                "pinned head not found",
+                f"{head} is no row's recomputed hash: rows up to it were changed or removed",
+            )
     return result
