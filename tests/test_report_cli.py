@@ -56,7 +56,8 @@ def build(tmp_path: Path) -> tuple[Path, Truth]:
     truth = Truth()
     store = HistoryStore.open(tmp_path / "history.db")
     recorder = HistoryRecorder(SiteSettings(), [MeterSpec("house", "primary", EAN)])
-    rows = [row for reading in synth(truth) for row in recorder.feed(reading)]
+    # As the daemon records it: each reading with its telegram (kept at quarter edges).
+    rows = [row for r in synth(truth) for row in recorder.feed(r, telegram_of(r))]
     store.write(rows)
     store.close()
     return config, truth

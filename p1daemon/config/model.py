@@ -30,6 +30,7 @@ from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.topics import RESERVED_METER_NAMES
 from p1daemon.reading.meter import Role
+from p1daemon.report.statement_settings import StatementSettings
 from p1daemon.serve.address import parse_listen_address
 from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source
 from p1daemon.views.energy.settings import SiteSettings
@@ -211,6 +212,7 @@ class Config(BaseModel):
     homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
     site: SiteSettings = Field(default_factory=SiteSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    statements: StatementSettings = Field(default_factory=StatementSettings)
     meters: list[MeterConfig] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from p1daemon.daemon.processor import (
     BrokerConnected,
@@ -39,6 +39,7 @@ from p1daemon.daemon.processor import (
     ReportsHealth,
     ServesTelegrams,
     Subscribes,
+    WantsTelegrams,
 )
 from p1daemon.daemon.sink import ReportsStatus
 from p1daemon.reading.meter import MeterReading
@@ -54,6 +55,11 @@ _LOG_EVERY = 10_000
 
 class DispatcherClosed(RuntimeError):
     """`submit` after `stop`: the reader should have been stopped first."""
+
+
+def _keepers(processors: Sequence[Processor]) -> list[WantsTelegrams]:
+    """The processors that keep telegrams (looked up once, not per reading)."""
+    return [p for p in processors if isinstance(p, WantsTelegrams)]
 
 
 def _utc_now() -> datetime:
@@ -73,6 +79,7 @@ class Dispatcher:
         reconfigure: Callable[[Dispatcher, Config], None] | None = None,
     ) -> None:
         self._processors: list[Processor] = list(processors)
+        self._telegram_processors = _keepers(self._processors)
         self.outputs: tuple[Output, ...] = tuple(outputs)
         # Outputs with back-pressure (the MQTT sink's memory budget) wait outside the lock.
         self._room: list[Callable[[], None]] = [
@@ -159,6 +166,13 @@ class Dispatcher:
             if raw is not None:
                 for served in self._telegram_outputs:
                     served.on_telegram(reading.meter, raw)
+                for keeper in self._telegram_processors:
+                    try:
+                        keeper.on_telegram(reading.meter, raw)
+                    except Exception:
+                        self._failed(
+                            cast(Processor, keeper), f"meter {reading.meter}", "on a telegram"
+                        )
             for processor in self._processors:
                 try:
                     documents = processor.on_reading(reading, now)
@@ -167,6 +181,13 @@ class Dispatcher:
                     continue
                 if documents:
                     self._deliver(documents)
+
+    def wants_telegrams(self, meter: str) -> bool:
+        """Does any processor keep `meter`'s telegrams (`WantsTelegrams`)? Asked by its
+        reader whenever it opens the port, so a reload that changes it is followed."""
+        return any(
+            isinstance(p, WantsTelegrams) and p.wants_telegrams(meter) for p in self.processors
+        )
 
     def post(self, event: InputEvent) -> None:
         """An output's input event (thread-safe, never blocks); handled by the worker."""
@@ -231,6 +252,7 @@ class Dispatcher:
         to the list hears of a broker connection that already exists."""
         known = {id(p) for p in self._processors}
         self._processors = list(processors)
+        self._telegram_processors = _keepers(self._processors)
         for processor in self._processors:
             if id(processor) in known:
                 continue

@@ -140,6 +140,19 @@ class ServesTelegrams(Protocol):
 
 
 @runtime_checkable
+class WantsTelegrams(Protocol):
+    """A processor that keeps telegrams as evidence (the settlement history): `raw` as
+    `ServesTelegrams` gets it, handed over right before `on_reading` of the same reading,
+    under the dispatcher's lock. It must only keep a reference (no copy, no I/O).
+    `wants_telegrams(meter)` tells the readers whether to keep the bytes for that meter
+    at all: a configuration where nobody wants them keeps the no-copy path."""
+
+    def wants_telegrams(self, meter: str) -> bool: ...
+
+    def on_telegram(self, meter: str, raw: bytes) -> None: ...
+
+
+@runtime_checkable
 class HasBackPressure(Protocol):
     """An output that may make a fast producer wait (before the dispatcher's lock)."""
 
@@ -183,4 +196,5 @@ __all__ = [
     "ReportsHealth",
     "ServesTelegrams",
     "Subscribes",
+    "WantsTelegrams",
 ]

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from p1daemon.config.model import MeterConfig
 from p1daemon.daemon.backoff import Backoff
-from p1daemon.daemon.sink import ReadingSink
+from p1daemon.daemon.sink import ReadingSink, WantsRaw
 from p1daemon.daemon.stats import MeterStats
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped, Frame
@@ -85,7 +85,8 @@ class MeterReader:
         self._logged_line: str | None = None
         self._last_error: str | None = None
         self._watch_silence = meter.source_spec.kind is not SourceKind.REPLAY
-        # Only a served meter keeps each telegram's bytes for the sink (p1daemon.serve).
+        # Only a served meter (p1daemon.serve), or one whose telegrams a processor keeps
+        # as evidence (the history), keeps each telegram's bytes for the sink.
         self._serving = meter.serve is not None
         # Outlives every connection: a meter that has sent CRCs must keep sending them.
         self._crc_memory = CrcMemory()
@@ -198,6 +199,10 @@ class MeterReader:
 
     def _read_until_trouble(self, source: ByteSource) -> None:
         meter = self.meter
+        sink = self._sink
+        self._serving = meter.serve is not None or (
+            isinstance(sink, WantsRaw) and sink.wants_telegrams(meter.name)
+        )
         stream = ReadingStream(
             TelegramDecoder(
                 check_crc=meter.check_crc,

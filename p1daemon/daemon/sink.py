@@ -34,10 +34,19 @@ class ReadingSink(Protocol):
     def start(self) -> None: ...
 
     def submit(self, reading: MeterReading, raw: bytes | None = None) -> None:
-        """`raw` (the telegram's bytes) only comes for a meter with `serve` set."""
+        """`raw` (the telegram's bytes) only comes for a meter with `serve` set or one
+        the sink `WantsRaw` for."""
         ...
 
     def stop(self, timeout: float) -> None: ...
+
+
+@runtime_checkable
+class WantsRaw(Protocol):
+    """A sink that wants the telegram bytes of some meters besides the served ones (the
+    dispatcher, for a processor keeping them as evidence)."""
+
+    def wants_telegrams(self, meter: str) -> bool: ...
 
 
 @runtime_checkable

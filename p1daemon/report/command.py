@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import sys
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -18,6 +20,7 @@ from p1daemon.report.render import write_csv, write_json, write_table
 from p1daemon.views.history.aggregate import (
     BY_CHOICES,
     By,
+    PointSummary,
     connection_summary,
     point_groups,
     summarise,
@@ -55,9 +58,8 @@ def _history_path(config: Config, override: str | None) -> Path:
 @click.option("--ean", help="Only the metering point with this EAN.")
 @click.option(
     "--period",
-    default="last-month",
-    show_default=True,
-    help="2026-11, 2026, 2026-11-01..2026-11-15, yesterday, this-month or last-month.",
+    help="2026-11, 2026, 2026-11-01..2026-11-15, yesterday, this-month or last-month "
+    "(default: last-month; for --verify the whole history).",
 )
 @click.option("--by", type=click.Choice(BY_CHOICES), default="day", show_default=True)
 @click.option(
@@ -67,15 +69,53 @@ def _history_path(config: Config, override: str | None) -> Path:
     help="Default: table on a terminal, csv otherwise.",
 )
 @click.option("--excel", is_flag=True, help="CSV for a Dutch-locale spreadsheet (; and , BOM).")
+@click.option(
+    "--verify",
+    "do_verify",
+    is_flag=True,
+    help="Check every row, its hash chain and its telegrams; exit 1 on any mismatch.",
+)
+@click.option(
+    "--pinned",
+    multiple=True,
+    metavar="HASH",
+    help="With --verify: a chain head published earlier that must still be in the history.",
+)
+@click.option("--chain-head", is_flag=True, help="Print each meter's chain head and exit.")
+@click.option(
+    "--evidence",
+    "evidence_dir",
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="Write one point's report, its telegrams and a manifest of hashes into DIR.",
+)
+@click.option(
+    "--statement",
+    type=click.Choice(("feed-in", "delivered", "production", "reconciliation")),
+    help="A statement on top of the period report (see [statements]).",
+)
+@click.option(
+    "--prices",
+    "prices_path",
+    metavar="CSV",
+    type=click.Path(dir_okay=False),
+    help="Hourly prices for --statement feed-in (hour start with offset, EUR/kWh).",
+)
 def report(
     config_path: str,
     history_path: str | None,
     meter: str | None,
     ean: str | None,
-    period: str,
+    period: str | None,
     by: By,
     fmt: str | None,
     excel: bool,
+    do_verify: bool,
+    pinned: tuple[str, ...],
+    chain_head: bool,
+    evidence_dir: str | None,
+    statement: str | None,
+    prices_path: str | None,
 ) -> None:
     """Energy per metering point from the settlement history, with readings, coverage,
     gaps, replacements and the connection's shares. Works while the daemon runs."""
@@ -90,10 +130,43 @@ def report(
     config = _config(config_path)
     zone = config.site.zone
     try:
-        span = parse_period(period, zone)
+        span = parse_period("last-month" if period is None else period, zone)
     except PeriodError as exc:
         raise click.UsageError(str(exc)) from None
     path = _history_path(config, history_path)
+    if do_verify or chain_head:
+        from p1daemon.report import proof
+
+        try:
+            if chain_head:
+                proof.print_heads(path, sys.stdout, meter=meter, ean=ean)
+                return
+            bounds = None if period is None else span.bounds(zone)
+            code = proof.run_verify(
+                path, zone, sys.stdout, meter=meter, ean=ean, bounds=bounds, pinned=pinned
+            )
+        except proof.ProofError as exc:
+            _fail(str(exc))
+        except Exception as exc:  # sqlite3.Error and friends: one line, no traceback
+            _fail(f"cannot read history {path}: {exc}")
+        sys.exit(code)
+    if statement is not None:
+        from p1daemon.report.statement_command import run_statement
+        from p1daemon.report.statements import StatementError
+
+        try:
+            run_statement(
+                statement, config, path, span.bounds(zone), fmt, excel=excel, meter=meter,
+                ean=ean, prices_path=None if prices_path is None else Path(prices_path),
+                evidence_dir=None if evidence_dir is None else Path(evidence_dir),
+            )  # fmt: skip
+        except StatementError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(f"cannot write: {exc.strerror or exc}")
+        except Exception as exc:  # sqlite3.Error and friends: one line, no traceback
+            _fail(f"cannot read history {path}: {exc}")
+        return
     try:
         store = HistoryStore.open(path, readonly=True)
     except HistoryUnavailable as exc:
@@ -121,6 +194,9 @@ def report(
         tolerance = Decimal(repr(config.site.tolerance_kwh))
         conn = connection_summary(summaries, config.site.topology, tolerance)
     labels = {m.name: dict(m.tariff_labels) for m in config.meters}
+    if evidence_dir is not None:
+        _evidence(path, zone, span.bounds(zone), Path(evidence_dir), summaries, labels)
+        return
     # UTF-8 whatever the locale (names, labels, the BOM), CRLF as RFC 4180 wants it.
     out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
     if fmt == "csv":
@@ -131,6 +207,35 @@ def report(
         write_table(out, summaries, conn, zone, labels)
     out.flush()
     out.detach()
+
+
+def _evidence(
+    path: Path,
+    zone: ZoneInfo,
+    bounds: tuple[datetime, datetime],
+    directory: Path,
+    summaries: list[PointSummary],
+    labels: dict[str, dict[str, str]],
+) -> None:
+    from p1daemon.report import proof
+
+    if len(summaries) != 1:
+        raise click.UsageError("--evidence is for one metering point: give --meter or --ean")
+    summary = summaries[0]
+    documents = {"report.json": lambda out: write_json(out, summaries, None, zone, labels)}
+    try:
+        manifest = proof.write_evidence(path, zone, summary.meter, bounds, directory, documents)
+    except proof.ProofError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {directory}: {exc.strerror or exc}")
+    except Exception as exc:
+        _fail(f"cannot read history {path}: {exc}")
+    click.echo(
+        f"{summary.meter}: {len(manifest['quarters'])} quarter rows, "
+        f"{len(manifest['telegrams'])} telegrams into {directory}"
+        + (f", {manifest['missing_telegrams']} missing" if manifest["missing_telegrams"] else "")
+    )
 
 
 @click.group("history")

@@ -433,6 +433,12 @@ class EnergyView:
         """The reading everything so far runs up to (what `resume` continues from)."""
         return self._prev
 
+    def quarter_first(self) -> Sample | None:
+        """The reading the running quarter's sums run from, whatever its flags: the
+        history keeps its telegram as evidence."""
+        quarter = self._quarter
+        return None if quarter is None else quarter.first
+
     def opening_sample(self) -> Sample | None:
         """`quarter_opening` as a sample."""
         quarter = self._quarter

@@ -4,7 +4,8 @@ The capture goes through the daemon's own `ReadingStream` and the same recorder 
 live readings; rows are upserted (a quarter is only ever replaced by an equal or better
 one), so importing a capture twice changes nothing. Readings are booked on the meter's
 own clock; a telegram without a timestamp cannot be placed in time and is skipped.
-The live meter state is not touched.
+The live meter state is not touched. The telegrams at quarter edges are kept as
+evidence, as the daemon keeps them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from p1daemon.config.model import Config, MeterConfig
 from p1daemon.frame.decoder import TelegramDecoder
-from p1daemon.frame.events import Dropped
+from p1daemon.frame.events import Dropped, Frame
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading
 from p1daemon.views.energy.tracker import MeterSpec
@@ -26,6 +27,14 @@ from p1daemon.views.history.store import HistoryStore
 
 _CHUNK = 64 * 1024
 _BATCH = 20_000
+
+
+def wire_bytes(frame: Frame) -> bytes:
+    """The telegram as the daemon keeps it (the reader's `wire_bytes`; a view may not
+    import the daemon's reader, and tests/test_report_cli.py proves both agree: an
+    import equals the live history, chain hashes included)."""
+    crc = b"" if frame.crc is None else b"%04X" % frame.crc
+    return frame.body + crc + b"\r\n"
 
 
 @dataclass(slots=True)
@@ -38,7 +47,7 @@ class ImportResult:
 
 def capture_readings(
     paths: Iterable[Path], meter: MeterConfig, result: ImportResult
-) -> Iterator[MeterReading]:
+) -> Iterator[tuple[MeterReading, bytes]]:
     for path in paths:
         stream = ReadingStream(
             TelegramDecoder(
@@ -51,22 +60,24 @@ def capture_readings(
         with path.open("rb") as source:
             while True:
                 chunk = source.read(_CHUNK)
-                events = stream.feed(chunk) if chunk else stream.flush()
-                for event in events:
-                    if isinstance(event, Dropped):
+                events = stream.feed_framed(chunk) if chunk else stream.flush_framed()
+                for item in events:
+                    if isinstance(item, Dropped):
                         result.dropped += 1
                         continue
+                    event, frame = item
                     if event.timestamp is None or event.timestamp.tzinfo is None:
                         result.untimed += 1
                         continue
                     result.readings += 1
-                    yield MeterReading.from_reading(
+                    reading = MeterReading.from_reading(
                         event,
                         meter=meter.name,
                         role=meter.role,
                         ean=meter.ean,
                         received_at=event.timestamp.astimezone(UTC),
                     )
+                    yield reading, wire_bytes(frame)
                 if not chunk:
                     break
 
@@ -79,13 +90,14 @@ def import_captures(
     recorder = HistoryRecorder(config.site, [spec])
     result = ImportResult()
     pending: list[Row] = []
-    for reading in capture_readings(paths, meter, result):
-        rows = [r for r in recorder.feed(reading) if not isinstance(r, MeterState)]
+    for reading, raw in capture_readings(paths, meter, result):
+        rows = [r for r in recorder.feed(reading, raw) if not isinstance(r, MeterState)]
         pending.extend(rows)
         if len(pending) >= _BATCH:
             store.write(pending)
             result.rows += len(pending)
             pending = []
+    pending.extend(recorder.last_telegrams())
     if pending:
         store.write(pending)
         result.rows += len(pending)

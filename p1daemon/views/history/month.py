@@ -9,7 +9,10 @@ Same shape as the day document where it applies:
      "import": {"t1_kwh": ..., "t2_kwh": ..., "t3_kwh": null, "t4_kwh": null,
                 "total_kwh": ...}, "export": {...},
      "final": false, "complete": false, "quarters": 2880, "complete_quarters": 1234,
-     "gaps": 1, "replacements": 0}
+     "gaps": 1, "replacements": 0, "chain_head": "5f1c...e2"}
+
+`chain_head`: the hash of the meter's newest history row (views/history/chain.py), so a
+copy of this document kept elsewhere pins the history up to it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class MonthDoc(BaseModel):
     complete_quarters: int
     gaps: int
     replacements: int
+    chain_head: str | None = None
 
 
 def month_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -78,4 +82,5 @@ def month_document(
         complete_quarters=summary.complete,
         gaps=len(summary.gaps),
         replacements=len(summary.replacements),
+        chain_head=store.chain_head(summary.meter),
     )

@@ -6,6 +6,10 @@ A processor of the daemon (`p1daemon/daemon/processor.py`), built by the builder
 `[history] enabled` and the daemon persists (not `run --stdout`); its `health()` is part
 of `<prefix>/daemon/health` under `views.history`. Without `on_reload` a reload rebuilds
 it: `stop` saves every meter's state, the new one resumes from it.
+
+It is `WantsTelegrams` (p1daemon/daemon/processor.py): the reader keeps every telegram's
+bytes of the meters it records, the dispatcher hands them over right before the
+reading, and the recorder keeps those that become quarter edges as evidence.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class HistoryProcessor:
         self.writer = HistoryWriter(settings, settings.file, on_commit=self._committed)
         self._lock = threading.Lock()
         self._outgoing: dict[str, bytes] = {}
+        self._raw: dict[str, bytes] = {}  # meter -> its newest telegram (a reference)
 
     @classmethod
     def from_config(cls, config: Config) -> HistoryProcessor:
@@ -74,8 +79,14 @@ class HistoryProcessor:
         self.writer.start()
         return []
 
+    def wants_telegrams(self, meter: str) -> bool:
+        return meter in self._meters
+
+    def on_telegram(self, meter: str, raw: bytes) -> None:
+        self._raw[meter] = raw
+
     def on_reading(self, reading: MeterReading, now: datetime) -> Sequence[Document]:
-        rows = self.recorder.feed(reading)
+        rows = self.recorder.feed(reading, self._raw.pop(reading.meter, None))
         if rows:
             self.writer.submit(rows)
         return self._drain()
@@ -87,7 +98,7 @@ class HistoryProcessor:
         return []
 
     def stop(self) -> Sequence[Document]:
-        self.writer.submit(self.recorder.states())
+        self.writer.submit([*self.recorder.last_telegrams(), *self.recorder.states()])
         self.writer.stop()
         return self._drain()
 

@@ -6,6 +6,10 @@ numbers in the history are the numbers on MQTT. What the view leaves out of its
 documents the recorder adds: one `gap` row for every quarter-hour without any reading
 (the energy that passed is one `GapRow`, never spread), the replaced meter's last
 reading, and M-Bus hours on the sub-meter's own capture time.
+
+Evidence: given each reading's raw telegram, the recorder holds a reference to the
+last two (no copy), and emits a `TelegramRow` only when one becomes a quarter edge: the
+reading a quarter's sums run from or up to (evidence.py).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from p1daemon.views.history.rows import (
     QuarterRow,
     ReplacementRow,
     Row,
+    TelegramRow,
 )
 
 _HOUR_S = 3600
@@ -70,6 +75,13 @@ class _Meter:
     last_quarter: datetime | None = None
     mbus: dict[int, _MbusHour] = field(default_factory=dict)
     mbus_last: dict[int, tuple[datetime, Decimal]] = field(default_factory=dict)
+    # Evidence: the last two accepted readings' samples and telegrams, and the samples
+    # whose telegrams were emitted lately (identity: the view keeps these objects).
+    cur: Sample | None = None
+    cur_raw: bytes | None = None
+    prev: Sample | None = None
+    prev_raw: bytes | None = None
+    kept: list[Sample] = field(default_factory=list)
 
 
 class HistoryRecorder:
@@ -89,12 +101,15 @@ class HistoryRecorder:
             if meter is not None and meter.view.resume(state.last, opening=state.opening):
                 meter.last_closed = state.last
 
-    def feed(self, reading: MeterReading) -> list[Row]:
+    def feed(self, reading: MeterReading, raw: bytes | None = None) -> list[Row]:
+        """Rows for one reading; `raw`: its telegram, kept when it becomes an edge."""
         meter = self._meters.get(reading.meter)
         if meter is None:
             return []
         out = meter.view.feed(reading)
         rows: list[Row] = []
+        if raw is not None:
+            self._evidence(meter, raw, out, rows)
         if out.closed:
             self._quarters(meter, out, rows)
         if out.replacement is not None:
@@ -105,6 +120,45 @@ class HistoryRecorder:
         if out.closed:
             rows.append(self._state(meter))
         return rows
+
+    def _evidence(self, meter: _Meter, raw: bytes, out: ViewOutput, rows: list[Row]) -> None:
+        view = meter.view
+        last = view.last_sample()
+        if last is not meter.cur:  # accepted (not ignored as a duplicate)
+            meter.prev, meter.prev_raw = meter.cur, meter.cur_raw
+            meter.cur, meter.cur_raw = last, raw
+        first = view.quarter_first()
+        if first is not None and not any(first is k for k in meter.kept):
+            self._keep(meter, first, rows)
+        for closed in out.closed:
+            for edge in (closed.first, closed.last):
+                if edge is not None and not any(edge is k for k in meter.kept):
+                    self._keep(meter, edge, rows)
+
+    def _keep(self, meter: _Meter, sample: Sample, rows: list[Row]) -> None:
+        if sample is meter.cur:
+            raw = meter.cur_raw
+        elif sample is meter.prev:
+            raw = meter.prev_raw
+        else:
+            return  # from before this run (resumed): kept by the run that read it
+        if raw is None:
+            return
+        rows.append(TelegramRow(meter.spec.name, sample.at, raw))
+        meter.kept.append(sample)
+        if len(meter.kept) > 4:
+            del meter.kept[0]
+
+    def last_telegrams(self) -> list[TelegramRow]:
+        """At a stop: the newest reading of each meter is where the next run resumes
+        (its next quarter's first edge), so its telegram is kept too."""
+        out = []
+        for meter in self._meters.values():
+            cur = meter.cur
+            kept = any(cur is k for k in meter.kept)
+            if cur is not None and meter.cur_raw is not None and not kept:
+                out.append(TelegramRow(meter.spec.name, cur.at, meter.cur_raw))
+        return out
 
     def states(self) -> list[MeterState]:
         """Every meter's state now: what to persist at a stop."""

@@ -85,4 +85,14 @@ class MeterState:
     opening: Sample | None
 
 
-Row = QuarterRow | GapRow | ReplacementRow | MbusHourRow | MeterState
+@dataclass(frozen=True, slots=True)
+class TelegramRow:
+    """Evidence: the telegram (as accepted, CRC included; a Smarty meter's plaintext)
+    whose reading at `at` (the meter's own time) is a quarter edge of `meter`."""
+
+    meter: str
+    at: datetime
+    raw: bytes
+
+
+Row = QuarterRow | GapRow | ReplacementRow | MbusHourRow | MeterState | TelegramRow

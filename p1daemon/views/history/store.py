@@ -10,6 +10,11 @@ Rows: `points` (meter, role, EAN, equipment id: a new equipment id is a new poin
 readings at both ends with the meter's timestamps, the deltas), `gaps` (the energy that
 passed while no reading came), `replacements` (the old meter's last reading and the new
 one's first), `mbus_hours` and `meter_state` (where the next run carries on).
+
+Evidence (schema 2): `telegrams` and `telegram_dicts` (evidence.py: the raw telegram of
+every quarter edge), the `hash` column of `quarters` and `chain_anchors` (chain.py: a
+SHA-256 chain per meter). A schema-1 file gets them on the first open for writing, and
+its rows are chained then (without telegrams: they were never kept).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from p1daemon.views.energy.samples import Key, Sample
+from p1daemon.views.history import chain, evidence
 from p1daemon.views.history.registers import decode, encode
 from p1daemon.views.history.rows import (
     GapRow,
@@ -34,12 +40,13 @@ from p1daemon.views.history.rows import (
     QuarterRow,
     ReplacementRow,
     Row,
+    TelegramRow,
 )
 
 log = logging.getLogger("p1daemon.history")
 
 APPLICATION_ID = 0x50314448  # "P1DH"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _CORRUPT_CODES = frozenset({11, 26})  # SQLITE_CORRUPT, SQLITE_NOTADB
 # A better row of a quarter is never overwritten by a worse one (an import of a capture
@@ -53,7 +60,7 @@ CREATE TABLE IF NOT EXISTS points (
 CREATE TABLE IF NOT EXISTS quarters (
     point INTEGER NOT NULL, start INTEGER NOT NULL, utc_offset INTEGER NOT NULL,
     status TEXT NOT NULL, rank INTEGER NOT NULL, first_at REAL, first_reg TEXT,
-    last_at REAL, last_reg TEXT, delta TEXT, readings INTEGER NOT NULL,
+    last_at REAL, last_reg TEXT, delta TEXT, readings INTEGER NOT NULL, hash TEXT,
     PRIMARY KEY (point, start)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS quarters_start ON quarters (start);
 CREATE TABLE IF NOT EXISTS gaps (
@@ -69,6 +76,7 @@ CREATE TABLE IF NOT EXISTS mbus_hours (
     PRIMARY KEY (meter, channel, hour)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meter_state (meter TEXT PRIMARY KEY, state TEXT NOT NULL);
 """
+_SCHEMA += evidence.SCHEMA + chain.SCHEMA
 
 
 class HistoryUnavailable(Exception):
@@ -194,6 +202,7 @@ class HistoryStore:
         self._db = connection
         self.path = path
         self._points: dict[Point, int] = {}
+        self._evidence = evidence.EvidenceWriter(connection)
 
     # -- opening -----------------------------------------------------------------------
 
@@ -263,6 +272,12 @@ class HistoryStore:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(quarters)")}
+            if "hash" not in columns:  # a schema-1 file: chain what it has
+                db.execute("ALTER TABLE quarters ADD COLUMN hash TEXT")
+                for (meter,) in db.execute("SELECT DISTINCT meter FROM points").fetchall():
+                    chain.relink(db, meter, -(2**62))
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             if fresh:
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -282,10 +297,18 @@ class HistoryStore:
         """All rows in one transaction: all of them are kept, or none."""
         db = self._db
         points = dict(self._points)
+        touched: dict[str, int] = {}  # meter -> first quarter start written
         db.execute("BEGIN IMMEDIATE")
         try:
             for row in rows:
                 self._write_row(row, points)
+                if isinstance(row, QuarterRow):
+                    start = int(row.start.timestamp())
+                    meter = row.point.meter
+                    if start < touched.get(meter, 2**62):
+                        touched[meter] = start
+            for meter, start in touched.items():
+                chain.relink(db, meter, start)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -317,7 +340,7 @@ class HistoryStore:
         if isinstance(row, QuarterRow):
             first, last = row.first, row.last
             db.execute(
-                "INSERT INTO quarters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "INSERT INTO quarters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
                 "ON CONFLICT (point, start) DO UPDATE SET utc_offset = excluded.utc_offset, "
                 "status = excluded.status, rank = excluded.rank, first_at = excluded.first_at, "
                 "first_reg = excluded.first_reg, last_at = excluded.last_at, "
@@ -378,6 +401,8 @@ class HistoryStore:
                     int(row.complete),
                 ),
             )
+        elif isinstance(row, TelegramRow):
+            self._evidence.put(row.meter, _epoch(row.at), row.raw)
         else:
             db.execute(
                 "INSERT OR REPLACE INTO meter_state VALUES (?, ?)",
@@ -415,7 +440,10 @@ class HistoryStore:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            chain.keep_anchors(db, start)
             removed = db.execute("DELETE FROM quarters WHERE start < ?", (start,)).rowcount
+            # A day's margin: the first kept quarter's opening reading may lie before it.
+            db.execute("DELETE FROM telegrams WHERE at < ?", (start - 86400,))
             db.execute("DELETE FROM gaps WHERE end < ?", (start,))
             db.execute("DELETE FROM mbus_hours WHERE hour < ?", (start,))
             db.execute("DELETE FROM replacements WHERE at < ?", (start,))
@@ -436,6 +464,14 @@ class HistoryStore:
             assert last is not None
             out[meter] = MeterState(meter, last, _sample_json(data.get("opening")))
         return out
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """For the evidence and chain readers (verify, evidence export)."""
+        return self._db
+
+    def chain_head(self, meter: str) -> str | None:
+        return chain.head(self._db, meter)
 
     def points(self) -> list[StoredPoint]:
         rows = self._db.execute(
