@@ -233,16 +233,31 @@ def write_csv(
         blank = [""] * len(keys)
         edge_texts = _EdgeTexts(slots)
         end_at: datetime | None = None
-        end_text = ""
+        end_text = last_at = ""
+        last_epoch: float | None = None
+        last_text: str | None = None
+        lasts = blank
         for interval in summary.intervals:
             # Intervals follow each other: one's end is mostly the next one's start.
             start_text = end_text if interval.start == end_at else _iso(interval.start, zone)
             end_at, end_text = interval.end, _iso(interval.end, zone)
             first, last = interval.first_edge, interval.last_edge
-            first_at = "" if first is None else _iso_epoch(first[0], zone)
-            last_at = "" if last is None else _iso_epoch(last[0], zone)
-            firsts = edge_texts(first)
+            if first is None:
+                first_at = ""
+            elif first[0] == last_epoch:  # the reading the previous interval ended on
+                first_at = last_at
+            else:
+                first_at = _iso_epoch(first[0], zone)
+            if last is None:
+                last_at, last_epoch = "", None
+            else:
+                last_at, last_epoch = _iso_epoch(last[0], zone), last[0]
+            if first is not None and last_text is not None and first[1] == last_text:
+                firsts = lasts  # the previous interval's last reading, formatted
+            else:
+                firsts = edge_texts(first)
             lasts = edge_texts(last)
+            last_text = None if last is None else last[1]
             if not (interval.recorded > 0 or interval.sums):
                 values = blank
             elif interval.delta_text is not None:
