@@ -28,7 +28,9 @@ from test_daemon_support import PtyMeter
 
 from p1daemon.views.history.store import HistoryStore
 
-START = datetime(2026, 11, 2, 8, 58, tzinfo=UTC)  # 09:58 local: two minutes before a quarter
+# 09:00 local. The meters' clocks run while the daemon starts (ten meter-seconds per
+# try, see `warm_up`), so the first quarters may be partial: counts are relative.
+START = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 QUARTER = timedelta(minutes=15)
 EANS = {"house": "871685900012345674", "car": "871685900012345681"}
 REGISTERS = [(d, t) for d in ("import", "export") for t in ("t1", "t2", "total")]
@@ -238,7 +240,8 @@ def test_report_shows_the_published_quarters_to_the_wh(
                 doc["totals"][direction][tariff]
             ), (meter.name, direction, tariff)
             assert wh(interval[direction][tariff]) == wh(doc["totals"][direction][tariff])
-        assert retained["complete_quarters"] == doc["complete_quarters"] == 5
+        complete = sum(1 for d in published[meter.name] if d["status"] == "complete")
+        assert retained["complete_quarters"] == doc["complete_quarters"] == complete >= 5
         assert retained["quarters"] == doc["quarters"] == 30 * 96
         published_sum = sum(wh(d["import"]["total_kwh"]) or 0 for d in published[meter.name])
         assert wh(retained["import"]["total_kwh"]) == published_sum
@@ -272,13 +275,13 @@ def test_a_meter_swapped_while_the_daemon_was_stopped_is_flagged_replaced(
         meter.at = resume
     before = len(subscriber.messages)
     daemon = start_daemon(config, log)
-    second_end = datetime(2026, 11, 2, 10, 31, tzinfo=UTC)
+    second_end = datetime(2026, 11, 2, 11, 1, tzinfo=UTC)
     try:
         for meter in meters:
             warm_up(meter, subscriber)
         run_until(meters, second_end)
         for meter in meters:
-            wait_for_quarter(subscriber, meter.name, datetime(2026, 11, 2, 10, 15, tzinfo=UTC))
+            wait_for_quarter(subscriber, meter.name, datetime(2026, 11, 2, 10, 45, tzinfo=UTC))
     finally:
         assert stop_daemon(daemon) == 0, log.read_text()[-3000:]
         for meter in meters:
