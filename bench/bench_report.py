@@ -9,12 +9,18 @@ machine.
 
     .venv/bin/python bench/bench_report.py            # build in a temp dir, 3 runs
     .venv/bin/python bench/bench_report.py --keep DIR # keep the history and config
+    .venv/bin/python bench/bench_report.py --compare OTHER_CHECKOUT
+        # the same command from another checkout of p1daemon too (e.g. the commit before
+        # an optimisation, from `git archive`), alternating, on the same history; also
+        # says whether both wrote the same bytes
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -95,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="folder to keep the history and config in")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--compare", type=Path, help="another p1daemon checkout to time too")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-report-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,20 +124,44 @@ def main() -> None:
         sys.executable, "-m", "p1daemon", "report", "--config", str(config),
         "--period", str(YEAR), "--by", "quarter", "--format", "csv",
     ]  # fmt: skip
-    times, out_bytes = [], 0
+    checkouts = {"this": REPO}
+    if args.compare is not None:
+        checkouts["compare"] = args.compare.resolve()
+    walls: dict[str, list[float]] = {name: [] for name in checkouts}
+    cpus: dict[str, list[float]] = {name: [] for name in checkouts}
+    digests: dict[str, str] = {}
+    out = b""
     for _ in range(args.runs):
-        began = time.perf_counter()
-        done = subprocess.run(
-            command, capture_output=True, check=True, cwd=REPO, env={**os.environ}
-        )
-        times.append(time.perf_counter() - began)
-        out_bytes = len(done.stdout)
-    lines = done.stdout.count(b"\n")
+        for name, where in checkouts.items():
+            wall, cpu, out = run_once(command, where)
+            walls[name].append(wall)
+            cpus[name].append(cpu)
+            digests[name] = hashlib.sha256(out).hexdigest()
+    lines = out.count(b"\n")
     print(
-        f"p1daemon report --period {YEAR} --by quarter --format csv: "
-        f"best {min(times):.2f} s, median {statistics.median(times):.2f} s "
-        f"({lines} lines, {out_bytes / 2**20:.1f} MB of CSV)"
+        f"p1daemon report --period {YEAR} --by quarter --format csv "
+        f"({lines} lines, {len(out) / 2**20:.1f} MB of CSV):"
     )
+    for name, where in checkouts.items():
+        print(
+            f"  {name:8} {where}: CPU best {min(cpus[name]):.2f} s, "
+            f"median {statistics.median(cpus[name]):.2f} s; wall best {min(walls[name]):.2f} s"
+        )
+    if len(digests) > 1:
+        same = len(set(digests.values())) == 1
+        print(f"  output {'byte-identical' if same else 'DIFFERS'} (sha256 {digests['this']})")
+
+
+def run_once(command: list[str], where: Path) -> tuple[float, float, bytes]:
+    """Wall and CPU (user + system, from the children's rusage) of one run in `where`."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": str(where)}
+    done = subprocess.run(command, capture_output=True, check=True, cwd=where, env=env)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, done.stdout
 
 
 if __name__ == "__main__":

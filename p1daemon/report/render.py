@@ -5,15 +5,16 @@ document per metering point, then one for the connection)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from p1daemon.views.energy.clock import local
 from p1daemon.views.energy.samples import ALL_KEYS, Key, Sample
-from p1daemon.views.history.aggregate import ConnectionSummary, PointSummary
+from p1daemon.views.history.aggregate import ConnectionSummary, Edge, PointSummary
 
 _MILLI = Decimal("0.001")
 CSV_HEADER = (
@@ -83,6 +84,103 @@ def _iso(instant: datetime | None, zone: ZoneInfo) -> str:
     return text
 
 
+# A stored decimal in plain notation with at most three decimals (registers.py writes
+# `format(value, "f")`): `kwh(Decimal(text))` is the text with its decimals padded to
+# three, so it is made without a Decimal (the sign and digits stay as they are).
+_PLAIN = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.([0-9]{0,3}))?").fullmatch
+
+
+def _reading_text(part: str) -> str:
+    """`kwh(Decimal(part))` of a stored value; empty (no reading) stays empty."""
+    if not part:
+        return ""
+    match = _PLAIN(part)
+    if match is None:
+        return kwh(Decimal(part))
+    decimals = match.group(1)
+    if decimals is None:
+        return part + ".000"
+    return part if len(decimals) == 3 else part + "000"[len(decimals) :]
+
+
+def _sum_text(part: str) -> str:
+    """`kwh(Decimal(0) + Decimal(part))`: the same but for a negative zero (0 + -0 is 0)."""
+    if not part:
+        return _ZERO_KWH
+    text = _reading_text(part)
+    return _ZERO_KWH if text == "-0.000" else text
+
+
+_ZERO_KWH = "0.000"  # kwh(Decimal(0))
+
+
+class _EdgeTexts:
+    """Per register of the report (`slots`: where each sits in the stored text), `kwh`
+    of an edge reading's value, from its stored text. An interval's last reading is
+    mostly the next one's first, and most registers do not move from one reading to
+    the next: only what changed is formatted."""
+
+    def __init__(self, slots: tuple[int, ...]) -> None:
+        self._slots = slots
+        self._pad = [""] * len(ALL_KEYS)
+        self.blank = [""] * len(slots)
+        self._texts: dict[str | None, list[str]] = {}
+        self._parts: list[str | None] = [None] * len(slots)
+        self._found = self.blank
+
+    def __call__(self, edge: Edge | None) -> list[str]:
+        if edge is None:
+            return self.blank
+        text = edge[1]
+        found = self._texts.get(text)
+        if found is not None:
+            return found
+        parts = text.split(",") if text else []
+        parts += self._pad[len(parts) :]
+        chosen = [parts[i] for i in self._slots]
+        found = [
+            before if part == seen else _reading_text(part)
+            for part, seen, before in zip(chosen, self._parts, self._found, strict=True)
+        ]
+        self._parts, self._found = list(chosen), found
+        if len(self._texts) > 4:
+            self._texts.clear()
+        self._texts[text] = found
+        return found
+
+
+_SUM_CACHE: dict[tuple[str, tuple[int, ...]], list[str]] = {}
+
+
+def _sum_texts(delta: str, slots: tuple[int, ...]) -> list[str]:
+    """Per register of the report, `kwh` of an interval's sums when they are one stored
+    delta text: 0 + each value (`aggregate._add` into an empty dict), a missing one 0."""
+    key = (delta, slots)
+    found = _SUM_CACHE.get(key)
+    if found is None:
+        if len(_SUM_CACHE) > 20_000:
+            _SUM_CACHE.clear()
+        parts = delta.split(",")
+        parts += [""] * (len(ALL_KEYS) - len(parts))
+        found = [_sum_text(parts[i]) for i in slots]
+        _SUM_CACHE[key] = found
+    return found
+
+
+_ISO_EPOCH: dict[tuple[float, str], str] = {}
+
+
+def _iso_epoch(epoch: float, zone: ZoneInfo) -> str:
+    """`_iso` of a stored epoch (`datetime.fromtimestamp(epoch, UTC)`), cached."""
+    key = (epoch, zone.key)
+    text = _ISO_EPOCH.get(key)
+    if text is None:
+        if len(_ISO_EPOCH) > 500_000:
+            _ISO_EPOCH.clear()
+        text = _ISO_EPOCH[key] = _iso(datetime.fromtimestamp(epoch, UTC), zone)
+    return text
+
+
 def _reading(sample: Sample | None, key: Key) -> Decimal | None:
     return None if sample is None else sample.registers.get(key)
 
@@ -130,21 +228,60 @@ def write_csv(
             for k in keys
         ]
         zero = Decimal(0)
+        # Where each register sits in the stored text (registers.py: ALL_KEYS order).
+        slots = tuple(ALL_KEYS.index(k) for k in keys)
+        blank = [""] * len(keys)
+        edge_texts = _EdgeTexts(slots)
+        end_at: datetime | None = None
+        end_text = last_at = ""
+        last_epoch: float | None = None
+        last_text: str | None = None
+        lasts = blank
         for interval in summary.intervals:
-            bounds = f"{_iso(interval.start, zone)}{sep}{_iso(interval.end, zone)}"
-            known = interval.recorded > 0 or bool(interval.sums)
-            first, last = interval.first, interval.last
-            first_at = _iso(None if first is None else first.at, zone)
-            last_at = _iso(None if last is None else last.at, zone)
-            counts = f"kWh{sep}{interval.quarters}{sep}{interval.complete}"
-            sums = interval.sums
-            for key, name in zip(keys, names, strict=True):
-                value = number(kwh(sums.get(key, zero))) if known else ""
-                write(
-                    f"{head}{sep}{bounds}{sep}{name}{sep}{value}{sep}{counts}{sep}"
-                    f"{first_at}{sep}{number(kwh(_reading(first, key)))}{sep}"
-                    f"{last_at}{sep}{number(kwh(_reading(last, key)))}\r\n"
+            # Intervals follow each other: one's end is mostly the next one's start.
+            start_text = end_text if interval.start == end_at else _iso(interval.start, zone)
+            end_at, end_text = interval.end, _iso(interval.end, zone)
+            first, last = interval.first_edge, interval.last_edge
+            if first is None:
+                first_at = ""
+            elif first[0] == last_epoch:  # the reading the previous interval ended on
+                first_at = last_at
+            else:
+                first_at = _iso_epoch(first[0], zone)
+            if last is None:
+                last_at, last_epoch = "", None
+            else:
+                last_at, last_epoch = _iso_epoch(last[0], zone), last[0]
+            if first is not None and last_text is not None and first[1] == last_text:
+                firsts = lasts  # the previous interval's last reading, formatted
+            else:
+                firsts = edge_texts(first)
+            lasts = edge_texts(last)
+            last_text = None if last is None else last[1]
+            if not (interval.recorded > 0 or interval.sums):
+                values = blank
+            elif interval.delta_text is not None:
+                values = _sum_texts(interval.delta_text, slots)
+            else:
+                sums = interval.sums
+                values = [kwh(sums.get(key, zero)) for key in keys]
+            if excel:
+                values = [number(v) for v in values]
+                firsts = [number(v) for v in firsts]
+                lasts = [number(v) for v in lasts]
+            lead = f"{head}{sep}{start_text}{sep}{end_text}{sep}"
+            mid = f"{sep}kWh{sep}{interval.quarters}{sep}{interval.complete}{sep}{first_at}{sep}"
+            tail = f"{sep}{last_at}{sep}"
+            write(
+                "".join(
+                    [
+                        f"{lead}{name}{sep}{value}{mid}{opening}{tail}{closing}\r\n"
+                        for name, value, opening, closing in zip(
+                            names, values, firsts, lasts, strict=True
+                        )
+                    ]
                 )
+            )
         for m in summary.mbus:
             cells = (
                 head,

@@ -196,9 +196,17 @@ class EnergyView:
         start = quarter_start(sample.at, self._zone)
         self._quarter = _Period(start, quarter_end(start), sample.at != start)
         self._quarter.readings = 1
+        # Whose readings it holds, even if it closes before anything is booked to it.
+        self._quarter.equipment_id = sample.equipment_id
         self._quarter.last = self._quarter.first = sample
         day_start, day_end = day_bounds(local_date(sample.at, self._zone), self._zone)
-        self._day = _Period(day_start, day_end, sample.at != day_start, last=sample)
+        self._day = _Period(
+            day_start,
+            day_end,
+            sample.at != day_start,
+            last=sample,
+            equipment_id=sample.equipment_id,
+        )
         self._prev = sample
 
     def _new_timeline(self, prev: Sample, sample: Sample) -> bool:
@@ -494,6 +502,7 @@ class EnergyView:
         start = quarter_start(prev.at, self._zone)
         quarter = _Period(start, quarter_end(start), True)
         quarter.last = quarter.first = prev
+        quarter.equipment_id = prev.equipment_id
         quarter.readings = 1
         self._continue_quarter(quarter, prev, opening)
         self._day, self._quarter, self._prev = day, quarter, prev

@@ -21,12 +21,13 @@ from zoneinfo import ZoneInfo
 from p1daemon.views.energy.clock import QUARTER_S, day_bounds, local_date
 from p1daemon.views.energy.samples import DIRECTIONS, Direction, Key, Sample
 from p1daemon.views.energy.settings import Topology
+from p1daemon.views.history.registers import decode
 from p1daemon.views.history.store import (
     HistoryStore,
     StoredGap,
     StoredPoint,
-    StoredQuarter,
     StoredReplacement,
+    sample_of_row,
 )
 
 By = Literal["quarter", "hour", "day", "month"]
@@ -61,6 +62,31 @@ def bucket_bounds(start: datetime, end: datetime, by: By, zone: ZoneInfo) -> lis
     return bounds
 
 
+Edge = tuple[float, str | None, str | None]  # a reading as stored: (at, registers, equipment)
+
+
+_TIMES: dict[tuple[float, float, str, str], tuple[list[float], list[datetime], list[int]]] = {}
+
+
+def _bucket_times(
+    start: datetime, end: datetime, by: By, zone: ZoneInfo
+) -> tuple[list[float], list[datetime], list[int]]:
+    """`bucket_bounds`, those bounds as UTC instants and each interval's quarter-hours:
+    the same for every metering point of a report, so made once (shared, read-only)."""
+    key = (start.timestamp(), end.timestamp(), by, zone.key)
+    found = _TIMES.get(key)
+    if found is None:
+        bounds = bucket_bounds(start, end, by, zone)
+        instants = [datetime.fromtimestamp(a, UTC) for a in bounds]
+        quarters = [
+            round((b - a).total_seconds() / QUARTER_S) for a, b in itertools.pairwise(instants)
+        ]
+        if len(_TIMES) > 8:
+            _TIMES.clear()
+        found = _TIMES[key] = (bounds, instants, quarters)
+    return found
+
+
 @dataclass(slots=True)
 class Interval:
     start: datetime
@@ -69,9 +95,24 @@ class Interval:
     quarters: int = 0  # quarter-hours in the interval
     complete: int = 0
     recorded: int = 0  # quarter rows of any status but gap
-    first: Sample | None = None
-    last: Sample | None = None
     gaps: int = 0
+    # The readings its sums run between, as stored (decoded by `first` and `last`: a
+    # CSV by quarter formats their text instead of decoding 70,000 a year per point).
+    first_edge: Edge | None = None
+    last_edge: Edge | None = None
+    # The stored delta text when `sums` is exactly one quarter row's deltas (nothing else
+    # added): lets the CSV format that text instead of every Decimal again.
+    delta_text: str | None = None
+
+    @property
+    def first(self) -> Sample | None:
+        edge = self.first_edge
+        return None if edge is None else sample_of_row(*edge)
+
+    @property
+    def last(self) -> Sample | None:
+        edge = self.last_edge
+        return None if edge is None else sample_of_row(*edge)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +154,39 @@ class PointSummary:
         return (Decimal(self.complete) / Decimal(self.quarters)).quantize(Decimal("0.0001"))
 
 
+_ZERO = Decimal(0)
+
+
 def _add(into: dict[Key, Decimal], values: dict[Key, Decimal]) -> None:
     for key, value in values.items():
-        into[key] = into.get(key, Decimal(0)) + value
+        into[key] = into.get(key, _ZERO) + value
+
+
+class _Decoded:
+    """Stored delta texts decoded once each (quarters repeat their deltas often). The
+    dicts are shared: never changed by their users."""
+
+    _LIMIT = 20_000
+
+    def __init__(self) -> None:
+        self._plain: dict[str | None, dict[Key, Decimal]] = {}
+        self._added: dict[str | None, dict[Key, Decimal]] = {}
+
+    def get(self, text: str | None) -> dict[Key, Decimal]:
+        found = self._plain.get(text)
+        if found is None:
+            if len(self._plain) >= self._LIMIT:
+                self._plain.clear()
+            found = self._plain[text] = decode(text)
+        return found
+
+    def added_to_zero(self, text: str | None) -> dict[Key, Decimal]:
+        found = self._added.get(text)
+        if found is None:
+            if len(self._added) >= self._LIMIT:
+                self._added.clear()
+            found = self._added[text] = {k: _ZERO + v for k, v in self.get(text).items()}
+        return found
 
 
 def summarise(
@@ -127,46 +198,54 @@ def summarise(
     zone: ZoneInfo,
 ) -> PointSummary:
     """One metering point (all the points, i.e. equipment ids, of one meter name)."""
-    bounds = bucket_bounds(start, end, by, zone)
+    bounds, instants, quarters = _bucket_times(start, end, by, zone)
     intervals = [
-        Interval(datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC))
-        for a, b in itertools.pairwise(bounds)
+        Interval(a, b, quarters=n)
+        for a, b, n in zip(instants, itertools.islice(instants, 1, None), quarters, strict=False)
     ]
-    for interval in intervals:
-        interval.quarters = round((interval.end - interval.start).total_seconds() / QUARTER_S)
     ids = [point.id for point in points]
-    totals: dict[Key, Decimal] = {}
     by_quarter: dict[int, dict[Key, Decimal]] = {}
-    first: Sample | None = None
-    last: Sample | None = None
     complete = 0
     find = bisect.bisect_right
-    last_rows: dict[int, StoredQuarter] = {}  # per interval, its last row with readings
-    for row in store.quarters(ids, start, end):
-        epoch = row.start.timestamp()
-        index = find(bounds, epoch) - 1
+    last_edges: dict[int, Edge] = {}  # per interval, its last row's end reading
+    rows_of: dict[str | None, int] = {}  # delta text -> quarter rows with it (the totals)
+    decoded = _Decoded()
+    decode_cached, count_of = decoded.get, rows_of.get
+    for _p, begin, _o, status, fa, fr, la, lr, delta, _r, owner in store.quarter_rows(
+        ids, start, end
+    ):
+        index = find(bounds, begin) - 1
         interval = intervals[index]
-        if row.status == "gap":
+        if status == "gap":
             interval.gaps += 1
             continue
         interval.recorded += 1
-        if row.status == "complete":
+        if status == "complete":
             interval.complete += 1
             complete += 1
-        deltas = row.deltas
-        _add(interval.sums, deltas)
-        _add(totals, deltas)
-        by_quarter[int(epoch)] = deltas
-        if row.first_at is not None and interval.first is None:
-            interval.first = row.first
-            if first is None:
-                first = interval.first
-        if row.last_at is not None:
-            last_rows[index] = row
-    for index, row in last_rows.items():
-        intervals[index].last = row.last
-    if last_rows:
-        last = intervals[max(last_rows)].last
+        deltas = decode_cached(delta)
+        rows_of[delta] = count_of(delta, 0) + 1
+        if interval.recorded == 1:  # sums are empty until now (gaps come after)
+            # What `_add` into an empty dict makes (0 + each delta), shared per text.
+            interval.sums = dict(decoded.added_to_zero(delta))
+            interval.delta_text = delta
+        else:
+            _add(interval.sums, deltas)
+            interval.delta_text = None
+        by_quarter[begin] = deltas
+        if fa is not None and interval.first_edge is None:
+            interval.first_edge = (fa, fr, owner)
+        if la is not None:
+            last_edges[index] = (la, lr, owner)
+    # Exact: the same sums as adding row by row (integer multiples of exact decimals).
+    totals: dict[Key, Decimal] = {}
+    for delta, count in rows_of.items():
+        for key, value in decoded.get(delta).items():
+            totals[key] = totals.get(key, _ZERO) + (value if count == 1 else value * count)
+    for index, edge in last_edges.items():
+        intervals[index].last_edge = edge
+    first = next((i.first for i in intervals if i.first_edge is not None), None)
+    last = intervals[max(last_edges)].last if last_edges else None
     gaps = store.gaps(ids, start, end)
     for gap in gaps:
         if gap.deltas is None or gap.start < start or gap.end > end:
@@ -176,18 +255,14 @@ def summarise(
         end_index = bisect.bisect_left(bounds, gap.end.timestamp()) - 1
         if index == end_index:
             _add(intervals[index].sums, gap.deltas)
+            intervals[index].delta_text = None
     meter = points[0].meter
     replacements = store.replacements(meter, start, end)
     if by == "quarter":
         # M-Bus values are hourly at best: a quarter report shows them per hour.
-        hour_bounds = bucket_bounds(start, end, "hour", zone)
-        hours = [
-            Interval(datetime.fromtimestamp(a, UTC), datetime.fromtimestamp(b, UTC))
-            for a, b in itertools.pairwise(hour_bounds)
-        ]
-        mbus = _mbus(store, meter, start, end, hour_bounds, hours)
+        mbus = _mbus(store, meter, start, end, bucket_bounds(start, end, "hour", zone))
     else:
-        mbus = _mbus(store, meter, start, end, bounds, intervals)
+        mbus = _mbus(store, meter, start, end, bounds)
     equipment = [p.equipment_id for p in points if p.equipment_id is not None]
     return PointSummary(
         meter=meter,
@@ -215,7 +290,6 @@ def _mbus(
     start: datetime,
     end: datetime,
     bounds: list[float],
-    intervals: list[Interval],
 ) -> list[MbusInterval]:
     hours = store.mbus_hours(meter, start, end)
     if not hours:
@@ -229,14 +303,13 @@ def _mbus(
         entry.complete += int(ok)
     out = []
     for (channel, index), entry in sorted(sums.items()):
-        interval = intervals[index]
         out.append(
             MbusInterval(
                 channel,
                 entry.kind,
                 entry.unit,
-                interval.start,
-                interval.end,
+                datetime.fromtimestamp(bounds[index], UTC),
+                datetime.fromtimestamp(bounds[index + 1], UTC),
                 entry.delta,
                 entry.hours,
                 entry.complete,

@@ -144,6 +144,18 @@ def _sample_json(data: object) -> Sample | None:
     return Sample(_utc(float(data["at"])), data.get("equipment_id"), decode(data["registers"]))
 
 
+RawQuarter = tuple[
+    int, int, int, str, float | None, str | None, float | None, str | None, str | None, int,
+    str | None,
+]  # fmt: skip
+RawQuarters = Iterator[RawQuarter]
+
+
+def sample_of_row(at: float | None, reg: str | None, equipment_id: str | None) -> Sample | None:
+    """An edge reading of a quarter row (`quarter_rows`), decoded."""
+    return _sample(at, reg, equipment_id)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredPoint:
     id: int
@@ -479,17 +491,24 @@ class HistoryStore:
         )
         return [StoredPoint(*row) for row in rows]
 
-    def quarters(
-        self, points: Sequence[int], start: datetime, end: datetime
-    ) -> Iterator[StoredQuarter]:
+    def quarter_rows(self, points: Sequence[int], start: datetime, end: datetime) -> RawQuarters:
+        """The quarter rows as SQLite returns them, streamed in start order: (point,
+        start epoch, utc offset, status, first_at, first_reg, last_at, last_reg, delta,
+        readings, equipment id). For the report, which needs two decoded readings per
+        interval, not two per quarter (`quarters` makes objects of every row)."""
         marks = ",".join("?" * len(points))
-        rows = self._db.execute(
+        return self._db.execute(
             f"SELECT q.point, q.start, q.utc_offset, q.status, q.first_at, q.first_reg, "
             f"q.last_at, q.last_reg, q.delta, q.readings, p.equipment_id FROM quarters q "
             f"JOIN points p ON p.id = q.point WHERE q.point IN ({marks}) "
             f"AND q.start >= ? AND q.start < ? ORDER BY q.start",
             (*points, int(start.timestamp()), int(end.timestamp())),
         )
+
+    def quarters(
+        self, points: Sequence[int], start: datetime, end: datetime
+    ) -> Iterator[StoredQuarter]:
+        rows = self.quarter_rows(points, start, end)
         for point, begin, offset, status, fa, fr, la, lr, delta, readings, equipment in rows:
             yield StoredQuarter(
                 point, _utc(begin), offset, status, decode(delta), readings, equipment,
