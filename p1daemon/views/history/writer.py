@@ -91,7 +91,7 @@ class HistoryWriter:
                     self.dropped += 1
                     if self.dropped == 1 or self.dropped % 10_000 == 0:
                         log.error(
-                            "history: %d rows dropped, the file is not writable", self.dropped
+                            "%d rows dropped, the file is not writable", self.dropped
                         )
                 self._pending.append(row)
             self._idle.clear()
@@ -117,7 +117,7 @@ class HistoryWriter:
         with self._cond:
             left = len(self._pending)
         if left:
-            log.error("history: %d rows could not be written before the stop", left)
+            log.error("%d rows could not be written before the stop", left)
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -193,7 +193,7 @@ class HistoryWriter:
             try:
                 self._on_commit(self._store, batch)
             except Exception:  # a bug in a follower must not stop the history
-                log.exception("history: after-commit hook failed")
+                log.exception("after-commit hook failed")
         return True
 
     def _prune(self, now: datetime) -> None:
@@ -207,7 +207,7 @@ class HistoryWriter:
             return
         if dropped:
             self.pruned += dropped
-            log.info("history: dropped %d old quarter-hour rows (keep_years/max_mb)", dropped)
+            log.info("dropped %d old quarter-hour rows (keep_years/max_mb)", dropped)
 
     def _try_open(self) -> None:
         try:
@@ -222,11 +222,11 @@ class HistoryWriter:
             first = self._error is None
             self._error = message
         if first:
-            log.error("history: %s (reading and publishing go on; retrying)", message)
+            log.error("%s (reading and publishing go on; retrying)", message)
 
     def _recovered(self) -> None:
         with self._cond:
             was = self._error
             self._error = None
         if was is not None:
-            log.info("history: writable again (%s)", self.path)
+            log.info("writable again (%s)", self.path)
