@@ -229,3 +229,29 @@ def test_gas_in_a_quarter_report_is_per_hour(tmp_path: Path) -> None:
         assert datetime.fromisoformat(row["end"]) - start == timedelta(hours=1)
         want = truth.gas_hours[start.astimezone(UTC)]
         assert row["value"] == f"{want / 1000:.3f}"
+
+
+def test_peaks_are_each_months_highest_quarter_hour_of_import(tmp_path: Path) -> None:
+    """The capacity tariff's month peak from the history: the quarter-hour with the most
+    imported energy, as average kW (issue 13), equal to the generator's truth."""
+    config, truth = build(tmp_path)
+    imported = {at: q["i1"] + q["i2"] for at, q in truth.quarters.items()}
+    top = max(imported.values())
+    at = min(start for start, wh in imported.items() if wh == top)  # ties: the earliest
+    code, out, err = run("report", "--config", str(config), "--period", "2026-10", "--peaks",
+                         "--format", "csv")  # fmt: skip
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["meter"], r["month"]) for r in rows] == [("house", "2026-10")]
+    assert rows[0]["peak_kw"] == f"{top * 4 / 1000:.3f}"
+    assert rows[0]["peak_start"] == at.astimezone(AMS).isoformat()
+    assert int(rows[0]["quarters"]) == len(imported)
+
+    code, out, err = run("report", "--config", str(config), "--period", "2026-10", "--peaks",
+                         "--format", "json")  # fmt: skip
+    assert code == 0, err
+    (document,) = [json.loads(line) for line in out.splitlines()]
+    assert document["peak_kw"] == pytest.approx(top * 4 / 1000)
+    code, out, _ = run("report", "--config", str(config), "--period", "2026-10", "--peaks",
+                       "--format", "table")  # fmt: skip
+    assert "2026-10" in out and f"{top * 4 / 1000:.3f} kW" in out

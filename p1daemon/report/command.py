@@ -83,6 +83,11 @@ def _history_path(config: Config, override: str | None) -> Path:
 )
 @click.option("--chain-head", is_flag=True, help="Print each meter's chain head and exit.")
 @click.option(
+    "--peaks",
+    is_flag=True,
+    help="Each month's highest quarter-hour of import per metering point (capacity tariff).",
+)
+@click.option(
     "--evidence",
     "evidence_dir",
     metavar="DIR",
@@ -113,6 +118,7 @@ def report(
     do_verify: bool,
     pinned: tuple[str, ...],
     chain_head: bool,
+    peaks: bool,
     evidence_dir: str | None,
     statement: str | None,
     prices_path: str | None,
@@ -194,6 +200,15 @@ def report(
         tolerance = Decimal(repr(config.site.tolerance_kwh))
         conn = connection_summary(summaries, config.site.topology, tolerance)
     labels = {m.name: dict(m.tariff_labels) for m in config.meters}
+    if peaks:
+        from p1daemon.report.peaks import monthly_peaks, write_peaks
+
+        found = [peak for summary in summaries for peak in monthly_peaks(summary, zone)]
+        out = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
+        write_peaks(out, found, fmt)
+        out.flush()
+        out.detach()
+        return
     if evidence_dir is not None:
         _evidence(path, zone, span.bounds(zone), Path(evidence_dir), summaries, labels)
         return

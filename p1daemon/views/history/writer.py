@@ -90,9 +90,7 @@ class HistoryWriter:
                     self._pending.popleft()
                     self.dropped += 1
                     if self.dropped == 1 or self.dropped % 10_000 == 0:
-                        log.error(
-                            "%d rows dropped, the file is not writable", self.dropped
-                        )
+                        log.error("%d rows dropped, the file is not writable", self.dropped)
                 self._pending.append(row)
             self._idle.clear()
             self._cond.notify()
