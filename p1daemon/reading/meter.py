@@ -8,11 +8,9 @@ which serial port is which, so every reading names its meter, role and EAN.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from p1daemon.reading.model import Reading
-
-Role = Literal["primary", "secondary"]
+from p1daemon.reading.role import Role as Role
 
 
 class MeterReading(Reading):
