@@ -76,3 +76,14 @@ def test_a_copy_of_a_meter_reading_still_works() -> None:
     again = made.model_copy(update={"meter": "b"})
     assert again.meter == "b" and made.meter == "a"
     assert again.model_dump_json().replace('"meter":"b"', '"meter":"a"') == made.model_dump_json()
+
+
+def test_the_mqtt_payload_is_the_documents_json() -> None:
+    """The MQTT sink serialises with the model's serializer directly: the same bytes."""
+    at = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+    for reading in READINGS:
+        made = MeterReading.from_reading(
+            reading, meter="house", role="primary", ean=None, received_at=at
+        )
+        payload = type(made).__pydantic_serializer__.to_json(made)
+        assert payload == made.model_dump_json().encode()
