@@ -140,7 +140,8 @@ def test_check_config_warns_about_a_network_address_and_a_port_in_use(tmp_path: 
         f"{path}: warning: meter house: serve = 127.0.0.1:{busy}: the address is already in use "
         "(another program, or another p1daemon?); fine if it is this configuration's "
         "running daemon",
-        f"{path}: warning: meter car: serve = 0.0.0.0:{free} is reachable from the network: whoever "
+        f"{path}: warning: meter car: serve = 0.0.0.0:{free} is reachable from the network: "
+        "whoever "
         "can connect sees this household's consumption telegrams (use 127.0.0.1 unless "
         "that is intended)",
     ]
