@@ -6,49 +6,81 @@ Python traceback is a bug, never a way of reporting a problem to the user.
 
 from __future__ import annotations
 
-import logging
 import sys
-from pathlib import Path
-from typing import BinaryIO, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 import click
 
 from p1daemon import __version__
-from p1daemon.config.errors import ConfigError
-from p1daemon.config.loader import load_config
-from p1daemon.config.model import Config
-from p1daemon.config.render import render_config
-from p1daemon.config.secrets import short_secret_warnings
-from p1daemon.daemon.app import DRAIN_TIMEOUT_S, TICK_S, Daemon
-from p1daemon.daemon.builder import build
-from p1daemon.daemon.dispatcher import Dispatcher
-from p1daemon.daemon.probe import ProbeError, describe, probe
-from p1daemon.daemon.processor import Output
-from p1daemon.daemon.stdout_sink import JsonLinesOutput
-from p1daemon.frame.decoder import TelegramDecoder
-from p1daemon.frame.events import Dropped
-from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
-from p1daemon.parse.stream import ReadingStream
-from p1daemon.publish.client import MqttSetupError
-from p1daemon.publish.outbox import OutboxUnavailable, outbox_path_problem
-from p1daemon.publish.sink import MqttSink
-from p1daemon.report.command import history as history_group
-from p1daemon.report.command import report as report_command
-from p1daemon.serve.check import serve_warnings
-from p1daemon.serve.server import ServeError
-from p1daemon.service.hooks import SystemdHooks
-from p1daemon.service.logsetup import setup_logging
-from p1daemon.service.summary import config_summary
-from p1daemon.source.factory import SourceOptions
-from p1daemon.source.line import DSMR2, LineSettings
-from p1daemon.source.spec import SourceSpecError, parse_source
+from p1daemon.daemon.timing import DRAIN_TIMEOUT_S
+from p1daemon.frame.smarty import SMARTY_AUTH_KEY
+
+if TYPE_CHECKING:
+    from p1daemon.config.errors import ConfigError
+    from p1daemon.config.model import Config
+    from p1daemon.source.line import LineSettings
 
 _CHUNK = 64 * 1024
 DEFAULT_CONFIG = "/etc/p1daemon/p1daemon.toml"
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose commands defined in other modules are imported only when run.
+
+    `p1daemon --help` lists them with the short help given here, so that printing the
+    list does not import the history and report code (and SQLite, pydantic's models).
+    """
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = lazy  # command name -> (module, attribute, short help)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, attribute, _ = self._lazy[cmd_name]
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: list[tuple[str, str]] = []
+        limit = formatter.width - 6 - max(len(name) for name in self.list_commands(ctx))
+        for name in self.list_commands(ctx):
+            if name in self._lazy and name not in self.commands:
+                stand_in = click.Command(name, help=self._lazy[name][2])
+                rows.append((name, stand_in.get_short_help_str(limit)))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+_LAZY_COMMANDS = {
+    # The short help must be the command's own (tests/test_cli_imports.py compares them).
+    "report": (
+        "p1daemon.report.command",
+        "report",
+        "Energy per metering point from the settlement history, with readings, coverage, "
+        "gaps, replacements and the connection's shares.",
+    ),
+    "history": ("p1daemon.report.command", "history", "The settlement history file."),
+}
+
+
+@click.group(
+    cls=_LazyGroup,
+    lazy=_LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="p1daemon")
 def main() -> None:
     """Read DSMR P1 telegrams from smart meters and publish them over MQTT."""
@@ -86,6 +118,11 @@ def parse(
     (a flood of '/' included) is grouped into one drop per --max-frame bytes. Exit
     status: 0 when every frame was valid, 1 when any was dropped, 2 on usage errors.
     """
+    from p1daemon.frame.decoder import TelegramDecoder
+    from p1daemon.frame.events import Dropped
+    from p1daemon.frame.smarty import InvalidKeyError, parse_key
+    from p1daemon.parse.stream import ReadingStream
+
     try:
         key_bytes = parse_key(key, "--key") if key is not None else None
         ak = None if auth_key.lower() == "none" else parse_key(auth_key, "--auth-key")
@@ -122,6 +159,10 @@ def parse(
 
 
 def _warn_short_secrets(config: Config) -> None:
+    import logging
+
+    from p1daemon.config.secrets import short_secret_warnings
+
     for line in short_secret_warnings(config):
         logging.getLogger("p1daemon.config").warning("%s", line)
 
@@ -172,6 +213,24 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
     the broker made no progress for --drain-timeout seconds (the rest stays queued in
     the outbox for the next start).
     """
+    # Imported here, not at the top: `--help`, `parse` and `check-config` need none of it.
+    import logging
+
+    from p1daemon.config.errors import ConfigError
+    from p1daemon.config.loader import load_config
+    from p1daemon.daemon.app import Daemon
+    from p1daemon.daemon.builder import build
+    from p1daemon.daemon.timing import TICK_S
+    from p1daemon.publish.client import MqttSetupError
+    from p1daemon.publish.outbox import OutboxUnavailable
+    from p1daemon.serve.server import ServeError
+    from p1daemon.service.hooks import SystemdHooks
+    from p1daemon.service.logsetup import setup_logging
+
+    if TYPE_CHECKING:
+        from p1daemon.daemon.dispatcher import Dispatcher
+        from p1daemon.daemon.processor import Output
+
     log_setup = setup_logging(log_level)
     try:
         config = load_config(config_path)
@@ -192,8 +251,12 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
     output: Output
     daemon: Daemon | None = None
     if to_stdout:
+        from p1daemon.daemon.stdout_sink import JsonLinesOutput
+
         output = JsonLinesOutput(sys.stdout)
     else:
+        from p1daemon.publish.sink import MqttSink
+
         # The sink reports per-meter health that only the daemon knows; the daemon needs
         # the sink to start. The lambda closes that loop once both exist.
         output = MqttSink.from_config(
@@ -242,6 +305,16 @@ def check_config(path: str, summary: bool, quiet: bool) -> None:
 
     Exit status 0 when the file is valid, 1 with one line per problem when it is not.
     """
+    from pathlib import Path
+
+    from p1daemon.config.errors import ConfigError
+    from p1daemon.config.loader import load_config
+    from p1daemon.config.render import render_config
+    from p1daemon.config.secrets import short_secret_warnings
+    from p1daemon.publish.outbox import outbox_path_problem
+    from p1daemon.serve.check import serve_warnings
+    from p1daemon.service.summary import config_summary
+
     try:
         config = load_config(path)
     except ConfigError as exc:
@@ -261,6 +334,8 @@ def check_config(path: str, summary: bool, quiet: bool) -> None:
 
 
 def _probe_line(baudrate: str) -> LineSettings | None:
+    from p1daemon.source.line import DSMR2, LineSettings
+
     if baudrate.lower() == "auto":
         return None
     if not baudrate.isdigit() or int(baudrate) <= 0:
@@ -293,6 +368,11 @@ def probe_command(port: str, baudrate: str, timeout: float, key: str | None) -> 
     Prints the header, DSMR version, equipment id, the registers present and the M-Bus
     devices of the first valid telegram. Exit status 1 when none arrives in time.
     """
+    from p1daemon.daemon.probe import ProbeError, describe, probe
+    from p1daemon.frame.smarty import InvalidKeyError, parse_key
+    from p1daemon.source.factory import SourceOptions
+    from p1daemon.source.spec import SourceSpecError, parse_source
+
     try:
         spec = parse_source(port)
         key_bytes = parse_key(key, "--key") if key is not None else None
@@ -368,7 +448,3 @@ def watch(
             health_timeout=health_timeout,
         )
     )
-
-
-main.add_command(report_command)
-main.add_command(history_group)

@@ -29,7 +29,7 @@ from p1daemon.frame.framer import DEFAULT_MAX_FRAME
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.topics import RESERVED_METER_NAMES
-from p1daemon.reading.meter import Role
+from p1daemon.reading.role import Role
 from p1daemon.report.statement_settings import StatementSettings
 from p1daemon.serve.address import parse_listen_address
 from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source

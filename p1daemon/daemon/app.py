@@ -26,15 +26,14 @@ from p1daemon.daemon.reader import MeterReader, SourceFactory
 from p1daemon.daemon.sink import ReadingSink, Reconfigurable, ReportsStatus
 from p1daemon.daemon.stats import MeterStats
 from p1daemon.daemon.status import ReadingRate, status_line
+from p1daemon.daemon.timing import DRAIN_TIMEOUT_S, TICK_S
 from p1daemon.service.ratelimit import ALWAYS_LOG
 from p1daemon.source.factory import source_for
 
 log = logging.getLogger(__name__)
 
-TICK_S = 1.0
 READER_STOP_TIMEOUT_S = 2.0
 SINK_STOP_TIMEOUT_S = 6.0
-DRAIN_TIMEOUT_S = 60.0
 DRAIN_POLL_S = 0.05
 # Exit status of a finite run whose readings could not all be delivered before
 # `drain_timeout_s` without progress: they are safe in the outbox for the next start.

@@ -26,16 +26,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from p1daemon.config.model import Config
 from p1daemon.daemon.dispatcher import Dispatcher
 from p1daemon.daemon.processor import Document, Output, Processor, Reloadable
 from p1daemon.daemon.sink import Reconfigurable
-from p1daemon.serve.output import ServeOutput, StatsOf
-from p1daemon.views.capacity.processor import CapacityProcessor, wanted
-from p1daemon.views.energy.processor import EnergyProcessor
-from p1daemon.views.history.processor import HistoryProcessor
-from p1daemon.views.homeassistant.processor import DiscoveryProcessor
+
+if TYPE_CHECKING:
+    from p1daemon.config.model import Config
+    from p1daemon.serve.output import StatsOf
 
 log = logging.getLogger("p1daemon.dispatch")
 
@@ -51,11 +50,18 @@ class ProcessorFactory:
     build: Callable[[Config, bool], Processor]
 
 
+# A processor's module is imported by its `build` only, so that a configuration that does
+# not want it does not pay for its imports (SQLite for the history, the capacity models,
+# the discovery tables): the `wanted` checks read the configuration alone.
+
+
 def _energy_wanted(config: Config, persist: bool) -> bool:
     return bool(config.meters)
 
 
 def _energy(config: Config, persist: bool) -> Processor:
+    from p1daemon.views.energy.processor import EnergyProcessor
+
     return EnergyProcessor.from_config(config, persist=persist)
 
 
@@ -65,19 +71,39 @@ def _discovery_wanted(config: Config, persist: bool) -> bool:
 
 
 def _discovery(config: Config, persist: bool) -> Processor:
+    from p1daemon.views.homeassistant.processor import DiscoveryProcessor
+
     return DiscoveryProcessor.from_config(config)
+
+
+def _capacity_wanted(config: Config, persist: bool) -> bool:
+    # As p1daemon.views.capacity.processor.wanted, without importing it.
+    return any(m.capacity != "off" for m in config.meters)
+
+
+def _capacity(config: Config, persist: bool) -> Processor:
+    from p1daemon.views.capacity.processor import CapacityProcessor
+
+    return CapacityProcessor.from_config(config)
+
+
+def _history_wanted(config: Config, persist: bool) -> bool:
+    # As HistoryProcessor.wanted, without importing it.
+    return persist and config.history.enabled and bool(config.meters)
+
+
+def _history(config: Config, persist: bool) -> Processor:
+    from p1daemon.views.history.processor import HistoryProcessor
+
+    return HistoryProcessor.from_config(config)
 
 
 # In this order on every reading: discovery first, as before the dispatcher existed.
 STANDARD: tuple[ProcessorFactory, ...] = (
     ProcessorFactory("homeassistant", _discovery_wanted, _discovery),
     ProcessorFactory("energy", _energy_wanted, _energy),
-    ProcessorFactory(
-        "capacity", lambda c, p: wanted(c), lambda c, p: CapacityProcessor.from_config(c)
-    ),
-    ProcessorFactory(
-        "history", HistoryProcessor.wanted, lambda c, p: HistoryProcessor.from_config(c)
-    ),
+    ProcessorFactory("capacity", _capacity_wanted, _capacity),
+    ProcessorFactory("history", _history_wanted, _history),
 )
 
 
@@ -165,6 +191,8 @@ def build(
 ) -> Dispatcher:
     """The dispatcher for `config`: the standard processors, then `extra`, into `outputs`
     and the TCP fan-out (`serve_stats(meter)`: where it counts its clients, for health)."""
+    from p1daemon.serve.output import ServeOutput
+
     builder = Builder(config, [*STANDARD, *extra], persist=persist)
     serve = (
         ServeOutput(config) if serve_stats is None else ServeOutput(config, stats_of=serve_stats)

@@ -221,8 +221,13 @@ class MqttSink:
             self._meters.add(meter)
             if admitted is not None:
                 # Serialised under the lock so that readings of one meter keep their order.
-                pipeline.accept(meter, admitted.model_dump_json().encode())
-        self._wake.set()
+                # The serializer's bytes are model_dump_json()'s, without the round trip
+                # through str (tests/test_reading_meter.py holds them equal).
+                pipeline.accept(meter, type(admitted).__pydantic_serializer__.to_json(admitted))
+        # Already set: the worker has not cleared it yet, so its next round (which comes
+        # after the clear) sees this reading; a set costs a lock and a notify per telegram.
+        if not self._wake.is_set():
+            self._wake.set()
 
     def on_documents(self, documents: Sequence[Document]) -> None:
         """Records into the outbox in this order; retained state newest-wins."""

@@ -4,7 +4,25 @@ Everything here degrades to a no-op (or plain stderr) outside systemd, so the da
 behaves the same from a terminal, a test or the service manager.
 """
 
-from p1daemon.service.hooks import SystemdHooks
-from p1daemon.service.logsetup import LogSetup, setup_logging
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from p1daemon.service.hooks import SystemdHooks
+    from p1daemon.service.logsetup import LogSetup, setup_logging
 
 __all__ = ["LogSetup", "SystemdHooks", "setup_logging"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazily: `check-config` imports service.redact and needs neither systemd nor logging.
+    if name == "SystemdHooks":
+        from p1daemon.service.hooks import SystemdHooks
+
+        return SystemdHooks
+    if name in ("LogSetup", "setup_logging"):
+        from p1daemon.service import logsetup
+
+        return getattr(logsetup, name)
+    raise AttributeError(name)

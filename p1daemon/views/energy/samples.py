@@ -44,23 +44,61 @@ def reading_time(reading: MeterReading) -> datetime | None:
     return at.astimezone(UTC) if at.tzinfo is not None else None
 
 
+# The energy views and the history each feed every reading to an `EnergyView`: the one
+# `Sample` of the last reading serves both (a Sample is immutable). One entry, replaced
+# whole, so a concurrent caller at worst computes its own.
+_last_sample: tuple[MeterReading, Sample | None] | None = None
+
+
 def sample_of(reading: MeterReading) -> Sample | None:
+    global _last_sample
+    last = _last_sample
+    if last is not None and last[0] is reading:
+        return last[1]
     at = reading_time(reading)
-    if at is None:
-        return None
-    registers = _registers(reading.import_, reading.export)
-    return Sample(at, reading.equipment_id, registers, reading.meter_replaced)
+    sample = (
+        None
+        if at is None
+        else Sample(
+            at,
+            reading.equipment_id,
+            _registers(reading.import_, reading.export),
+            reading.meter_replaced,
+        )
+    )
+    _last_sample = (reading, sample)
+    return sample
+
+
+_ATTRIBUTES = tuple((register, f"{register}_kwh") for register in REGISTERS)
+# Register value -> its exact Decimal: a register changes by a few Wh between telegrams,
+# so most values of a reading were seen in the one before. Bounded; zero is left out
+# because 0.0 and -0.0 are one key but two Decimals.
+_DECIMALS: dict[float, Decimal] = {}
+_DECIMALS_MAX = 1024
+
+
+def _decimal(value: float) -> Decimal:
+    exact = _DECIMALS.get(value)
+    if exact is None:
+        exact = Decimal(repr(value))
+        if value:
+            if len(_DECIMALS) >= _DECIMALS_MAX:
+                _DECIMALS.clear()
+            _DECIMALS[value] = exact
+    return exact
 
 
 def _registers(imported: object, exported: object) -> dict[Key, Decimal]:
     """`<register>_kwh` attributes of an import and an export block, where not null."""
     registers: dict[Key, Decimal] = {}
+    isfinite = math.isfinite
     blocks: tuple[tuple[Direction, object], ...] = (("import", imported), ("export", exported))
     for direction, block in blocks:
-        for register in REGISTERS:
-            value = getattr(block, f"{register}_kwh")
-            if value is not None and math.isfinite(value):
-                registers[(direction, register)] = Decimal(repr(float(value)))
+        for register, attribute in _ATTRIBUTES:
+            value = getattr(block, attribute)
+            if value is not None and isfinite(value):
+                registers[(direction, register)] = _decimal(float(value))
     return registers
 
 

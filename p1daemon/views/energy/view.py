@@ -63,6 +63,8 @@ from p1daemon.views.energy.settings import SiteSettings
 # One register step of the coarsest meters (some DSMR 2.2 meters count whole kWh): a jump
 # this small is never a replaced meter, even across a one-second interval.
 _JUMP_SLACK_KWH = Decimal(1)
+_ZERO = Decimal(0)
+_SECONDS_PER_HOUR = Decimal(3600)
 
 
 @dataclass(slots=True)
@@ -89,8 +91,9 @@ class _Period:
         self.touched = True
         if reset:
             self.meter_replaced = True
+        sums = self.sums
         for key, delta in deltas.items():
-            self.sums[key] = self.sums.get(key, Decimal(0)) + delta
+            sums[key] = sums.get(key, _ZERO) + delta
         if changed:
             self.registers_changed = True
         self.equipment_id = sample.equipment_id
@@ -266,7 +269,7 @@ class EnergyView:
             and prev.equipment_id != sample.equipment_id
         ):
             return {}, True
-        hours = Decimal(repr((sample.at - prev.at).total_seconds())) / Decimal(3600)
+        hours = Decimal(repr((sample.at - prev.at).total_seconds())) / _SECONDS_PER_HOUR
         ceiling = self._max_kw * hours + _JUMP_SLACK_KWH
         deltas: dict[Key, Decimal] = {}
         for key in prev.registers.keys() & sample.registers.keys():

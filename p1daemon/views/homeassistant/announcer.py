@@ -19,8 +19,10 @@ configuration by a reload are removed (`reconfigure`: empty retained configs).
 
 from __future__ import annotations
 
+import operator
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -33,16 +35,24 @@ from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 HA_ONLINE = "online"
 
 
-_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+_FIELDS: dict[type[BaseModel], Callable[[dict[str, Any]], tuple[Any, ...]]] = {}
+_IS_NONE = partial(operator.is_, None)
 
 
 def _nulls(block: BaseModel) -> tuple[bool, ...]:
     cls = type(block)
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(cls.model_fields)
-    values = block.__dict__  # pydantic keeps field values here; getattr costs twice as much
-    return tuple(values.get(name) is None for name in names)
+    values_of = _FIELDS.get(cls)
+    if values_of is None:
+        names = tuple(cls.model_fields)
+        getter = operator.itemgetter(*names)
+        # itemgetter of one name returns the value itself, not a 1-tuple.
+        values_of = _FIELDS[cls] = getter if len(names) > 1 else lambda d: (getter(d),)
+    # pydantic keeps field values in __dict__ (getattr costs twice as much); all in C.
+    values = block.__dict__
+    try:
+        return tuple(map(_IS_NONE, values_of(values)))
+    except KeyError:  # a block made without some field: that field counts as null
+        return tuple(values.get(name) is None for name in cls.model_fields)
 
 
 def _shape(reading: MeterReading) -> tuple[Any, ...]:

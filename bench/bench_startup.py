@@ -1,0 +1,372 @@
+"""Issue 16 in one table: start-up, memory, CPU per telegram and idle wake-ups.
+
+    .venv/bin/python bench/bench_startup.py                 # everything (about a minute)
+    .venv/bin/python bench/bench_startup.py --startup-only  # the three commands only
+    .venv/bin/python bench/bench_startup.py --runs 9 --telegrams 50000
+
+Every figure is a whole process, measured from outside with the kernel's own accounting
+(`os.wait4` rusage: user + system CPU, peak resident memory ru_maxrss) and a monotonic
+clock for the wall time:
+
+1. Start-up: `p1daemon --help`, `p1daemon parse` on one telegram and
+   `p1daemon check-config config/p1daemon.example.toml`, each paired run by run (A B A B,
+   after one warm-up each) with the bare import of the runtime dependencies,
+   `python -c "import serial, paho.mqtt.client, pydantic, click"`; the ratio is taken
+   pair by pair and its median quoted, so a comparison holds while the machine's speed
+   drifts. Goal: within 1.3x, wall and CPU.
+2. The daemon flat out: `p1daemon run` replaying a capture as fast as it can into a local
+   mosquitto (started here), with Home Assistant discovery, the energy views and the
+   history on: CPU per telegram (all threads), peak RSS (VmHWM sampled from /proc).
+   Goals: <= 0.12 ms, <= 36 MB. The CPU of a run over an empty replay (imports,
+   start-up, stop) is subtracted, so the figure is what each telegram adds.
+3. The daemon idle: the same configuration with a replay of one telegram an hour: its
+   RSS once settled, its threads and its wake-ups (voluntary + involuntary context
+   switches of all its threads) over `--idle-s` seconds. Goal: <= 33 MB.
+
+The Pi Zero 2 W row is a projection, not a measurement: its Cortex-A53 core runs this
+kind of pure-Python work about 5-10x slower than this machine's (the factor issue 16
+gives), so CPU and wall figures are multiplied by 5 and 10; memory stays about the same
+(64-bit Raspberry Pi OS, same CPython). Timings move 10 % or more on a shared machine:
+compare the rows of one run, never assert them in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = REPO / ".venv/bin/python"
+P1DAEMON = REPO / ".venv/bin/p1daemon"
+DEFAULT_CAPTURE = REPO.parent / "shared/fixtures/streams/iskra_am550_dsmr50_566_telegrams.txt"
+ONE_TELEGRAM = REPO / "fixtures/be/emucs_capacity.txt"
+EXAMPLE_CONFIG = REPO / "config/p1daemon.example.toml"
+BASELINE = [str(PYTHON), "-c", "import serial, paho.mqtt.client, pydantic, click"]
+# `--tree DIR` runs another checkout's p1daemon (e.g. `git archive` of an older commit)
+# with this venv: the same interpreter and dependencies, so two trees compare fairly.
+_ENTRY = "import sys; sys.argv[0] = 'p1daemon'; from p1daemon.cli import main; sys.exit(main())"
+P1 = [str(P1DAEMON)]
+ENV: dict[str, str] | None = None
+CWD = REPO  # `python -c` puts its working folder first on sys.path: the tree measured
+
+GOAL_STARTUP_RATIO = 1.3
+GOAL_CPU_MS = 0.12
+GOAL_PEAK_MB = 36.0
+GOAL_IDLE_MB = 33.0
+PI_ZERO_2W_FACTORS = (5, 10)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    cpu_s: float
+    wall_s: float
+    peak_mb: float
+
+
+def run_once(command: list[str]) -> Run:
+    """One whole process: CPU and peak memory from wait4, wall from a monotonic clock."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=CWD
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):  # parse exits 1 on a dropped frame: still timed
+        raise RuntimeError(f"{command} exited with {process.returncode}")
+    return Run(usage.ru_utime + usage.ru_stime, wall, usage.ru_maxrss / 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    name: str
+    a: list[Run]
+    b: list[Run]
+
+    def median(self, runs: list[Run], what: str) -> float:
+        return statistics.median(getattr(r, what) for r in runs)
+
+    def ratio(self, what: str) -> float:
+        return statistics.median(
+            getattr(x, what) / max(getattr(y, what), 1e-9)
+            for x, y in zip(self.a, self.b, strict=True)
+        )
+
+
+def paired(name: str, command: list[str], runs: int) -> Paired:
+    run_once(command)  # warm-up: page cache, .pyc files
+    run_once(BASELINE)
+    a: list[Run] = []
+    b: list[Run] = []
+    for _ in range(runs):
+        a.append(run_once(command))
+        b.append(run_once(BASELINE))
+    return Paired(name, a, b)
+
+
+# -- the daemon ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def capture_of(telegrams: int, source: Path, target: Path) -> int:
+    data = source.read_bytes()
+    per_copy = data.count(b"\n!")
+    copies = max(1, -(-telegrams // per_copy))
+    target.write_bytes(data * copies)
+    return per_copy * copies
+
+
+def daemon_config(work: Path, name: str, capture: Path, port: int, interval_s: float) -> Path:
+    """Discovery, energy views and history on (the views are on with any meter)."""
+    config = work / f"{name}.toml"
+    state = work / name
+    state.mkdir()
+    config.write_text(
+        f"""
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+
+[buffer]
+path = "{state / "outbox.db"}"
+
+[homeassistant]
+discovery = true
+
+[history]
+enabled = true
+path = "{state / "history.db"}"
+
+[[meters]]
+name = "house"
+role = "primary"
+ean = "871685900012345674"
+source = "replay:{capture}"
+replay_interval_s = {interval_s}
+replay_loop = {"true" if interval_s else "false"}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def _status(pid: int) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        fields[key] = value.strip()
+    return fields
+
+
+def _kb(value: str) -> float:
+    return int(value.split()[0]) / 1024
+
+
+def flat_out(config: Path) -> tuple[float, float, float]:
+    """CPU seconds, peak RSS in MB and wall seconds of a finite run."""
+    started = time.perf_counter()
+    command = [*P1, "run", "--config", str(config), "--log-level", "warning"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=CWD
+    )
+    peak = 0.0
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            peak = max(peak, _kb(_status(process.pid)["VmHWM"]))
+        time.sleep(0.02)
+    wall = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"p1daemon run exited with {process.returncode}")
+    return usage.ru_utime + usage.ru_stime, peak, wall
+
+
+def _switches(pid: int) -> int:
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # a thread that just ended
+        for line in status.splitlines():
+            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                total += int(line.split()[1])
+    return total
+
+
+def idle(config: Path, settle_s: float, idle_s: float) -> tuple[float, int, int]:
+    """RSS in MB, threads and wake-ups over `idle_s` of a daemon with nothing to read."""
+    command = [*P1, "run", "--config", str(config), "--log-level", "warning"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=CWD
+    )
+    try:
+        time.sleep(settle_s)
+        if process.poll() is not None:
+            raise RuntimeError(f"the idle daemon exited with {process.returncode}")
+        before = _switches(process.pid)
+        time.sleep(idle_s)
+        woke = _switches(process.pid) - before
+        status = _status(process.pid)
+        return _kb(status["VmRSS"]), int(status["Threads"]), woke
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+# -- the table ----------------------------------------------------------------------------
+
+
+def _row(name: str, value: str, base: str = "", ratio: str = "", goal: str = "") -> str:
+    return f"{name:<44}{value:>12}{base:>12}{ratio:>9}{goal:>10}"
+
+
+def startup_rows(runs: int) -> list[str]:
+    commands = [
+        ("p1daemon --help", [*P1, "--help"]),
+        ("p1daemon parse (one telegram)", [*P1, "parse", str(ONE_TELEGRAM)]),
+        ("p1daemon check-config (example)", [*P1, "check-config", str(EXAMPLE_CONFIG)]),
+    ]
+    rows = [_row("start-up, whole process (median)", "p1daemon", "deps only", "ratio", "goal")]
+    for name, command in commands:
+        result = paired(name, command, runs)
+        for what, unit, scale in (("wall_s", "ms", 1000), ("cpu_s", "ms", 1000)):
+            label = f"{name}: {what[:-2]}"
+            rows.append(
+                _row(
+                    label,
+                    f"{result.median(result.a, what) * scale:.0f} {unit}",
+                    f"{result.median(result.b, what) * scale:.0f} {unit}",
+                    f"{result.ratio(what):.2f}x",
+                    f"<= {GOAL_STARTUP_RATIO}x",
+                )
+            )
+        rows.append(
+            _row(
+                f"{name}: peak RSS",
+                f"{result.median(result.a, 'peak_mb'):.1f} MB",
+                f"{result.median(result.b, 'peak_mb'):.1f} MB",
+                f"{result.ratio('peak_mb'):.2f}x",
+            )
+        )
+        if name.endswith("--help"):
+            help_ms = result.median(result.a, "wall_s") * 1000
+    low, high = PI_ZERO_2W_FACTORS
+    rows.append(
+        _row(
+            "  Pi Zero 2 W projection: --help wall",
+            f"{help_ms * low / 1000:.1f}-{help_ms * high / 1000:.1f} s",
+            "",
+            "",
+            "(x5-x10)",
+        )
+    )
+    return rows
+
+
+def daemon_rows(telegrams: int, capture: Path, idle_s: float) -> list[str]:
+    mosquitto = shutil.which("mosquitto")
+    if mosquitto is None:
+        return ["daemon: skipped, mosquitto is not installed (apt-get install mosquitto)"]
+    with tempfile.TemporaryDirectory(prefix="p1bench-") as tmp:
+        work = Path(tmp)
+        replay = work / "capture.txt"
+        count = capture_of(telegrams, capture, replay)
+        port = free_port()
+        (work / "mosquitto.conf").write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        )
+        broker = subprocess.Popen(
+            [mosquitto, "-c", str(work / "mosquitto.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.3)
+            empty = work / "empty.txt"
+            empty.write_bytes(b"")
+            fixed_cpu, _, _ = flat_out(daemon_config(work, "empty", empty, port, 0))
+            cpu, peak, wall = flat_out(daemon_config(work, "flat", replay, port, 0))
+            idle_rss, threads, woke = idle(
+                daemon_config(work, "idle", ONE_TELEGRAM, port, 3600), 3.0, idle_s
+            )
+        finally:
+            broker.terminate()
+            broker.wait(5)
+    per_ms = (cpu - fixed_cpu) / count * 1000
+    low, high = PI_ZERO_2W_FACTORS
+    return [
+        _row("daemon (discovery, energy, history on)", "p1daemon", "", "", "goal"),
+        _row(f"CPU per telegram, {count:,} flat out", f"{per_ms:.3f} ms", "", "", "<= 0.12"),
+        _row("  start-up and stop, not counted above", f"{fixed_cpu * 1000:.0f} ms"),
+        _row(
+            "  Pi Zero 2 W projection",
+            f"{per_ms * low:.2f}-{per_ms * high:.2f} ms",
+            "",
+            "",
+            "(x5-x10)",
+        ),
+        _row("throughput (wall clock)", f"{count / wall:,.0f} /s"),
+        _row("peak RSS flat out (VmHWM)", f"{peak:.1f} MB", "", "", "<= 36 MB"),
+        _row("idle RSS (one telegram an hour)", f"{idle_rss:.1f} MB", "", "", "<= 33 MB"),
+        _row("idle threads", f"{threads}"),
+        _row(f"idle wake-ups (context switches, {idle_s:.0f} s)", f"{woke}"),
+        _row("  per second", f"{woke / idle_s:.1f} /s"),
+    ]
+
+
+def main() -> int:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--runs", type=int, default=7, help="paired runs per start-up row")
+    args.add_argument("--telegrams", type=int, default=20000)
+    args.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
+    args.add_argument("--idle-s", type=float, default=10.0)
+    args.add_argument("--startup-only", action="store_true")
+    args.add_argument("--daemon-only", action="store_true")
+    args.add_argument("--tree", type=Path, help="measure the p1daemon package in this checkout")
+    options = args.parse_args()
+    if options.tree is not None:
+        global ENV, CWD
+        CWD = options.tree.resolve()
+        P1[:] = [str(PYTHON), "-c", _ENTRY]
+        ENV = {**os.environ, "PYTHONPATH": str(options.tree.resolve())}
+        print(f"tree: {options.tree.resolve()}")
+    print(
+        f"p1daemon, whole processes - {platform.machine()}, Python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs"
+    )
+    print("baseline: python -c 'import serial, paho.mqtt.client, pydantic, click'\n")
+    rows: list[str] = []
+    if not options.daemon_only:
+        rows += startup_rows(options.runs)
+        rows.append("")
+    if not options.startup_only:
+        if not options.capture.exists():
+            print(f"bench_startup: no capture at {options.capture} (--capture PATH)")
+            return 2
+        rows += daemon_rows(options.telegrams, options.capture, options.idle_s)
+    print("\n".join(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
