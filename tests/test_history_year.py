@@ -116,9 +116,20 @@ def build_year(path: Path) -> Year:
     return Year(path, truth, lost)
 
 
+_BUILT: dict[str, Year] = {}
+
+
+def shared_year(tmp_path_factory: pytest.TempPathFactory) -> Year:
+    """The synthetic year, built once per test session (about 8 s): the history tests
+    and the statement tests read the same file, read-only."""
+    if "year" not in _BUILT:
+        _BUILT["year"] = build_year(tmp_path_factory.mktemp("year") / "history.db")
+    return _BUILT["year"]
+
+
 @pytest.fixture(scope="module")
 def year(tmp_path_factory: pytest.TempPathFactory) -> Year:
-    return build_year(tmp_path_factory.mktemp("year") / "history.db")
+    return shared_year(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

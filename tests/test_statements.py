@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from history_synth import AMS, SynthMeter, Truth, run_meter, year_start
-from test_history_year import KEYS, Year, build_year
+from test_history_year import KEYS, Year, shared_year
 
 from p1daemon.cli import main
 from p1daemon.config.loader import load_config
@@ -56,7 +56,7 @@ def config_file(directory: Path, statements: str = "", meters: str = "", site: s
 
 @pytest.fixture(scope="module")
 def year(tmp_path_factory: pytest.TempPathFactory) -> Year:
-    return build_year(tmp_path_factory.mktemp("statements") / "history.db")
+    return shared_year(tmp_path_factory)
 
 
 def _year_totals(year: Year) -> dict[str, int]:
