@@ -240,41 +240,20 @@ class HistoryRecorder:
             if running is not None and value < running.last_value:
                 running = None  # a replaced sub-meter: new baseline
                 meter.mbus.pop(device.channel, None)
-            if running is None:
-                meter.mbus[device.channel] = _MbusHour(
-                    hour,
-                    at,
-                    value,
-                    at,
-                    value,
-                    at == hour,
-                    device.kind,
-                    device.unit,
-                    device.equipment_id,
-                )
-                continue
-            hour_end = running.hour + timedelta(seconds=_HOUR_S)
-            if at <= hour_end:
-                # Within the hour, or the capture at its end: the interval belongs to it.
-                running.last_at, running.last_value = at, value
-                if at < hour_end:
+            if running is not None:
+                hour_end = running.hour + timedelta(seconds=_HOUR_S)
+                if at < hour_end:  # within the running hour
+                    running.last_at, running.last_value = at, value
                     continue
-                rows.append(self._mbus_row(meter, device.channel, running, complete=True))
-                meter.mbus[device.channel] = _MbusHour(
-                    hour,
-                    at,
-                    value,
-                    at,
-                    value,
-                    True,
-                    device.kind,
-                    device.unit,
-                    device.equipment_id,
-                )
-                continue
-            # The capture lies beyond the running hour: close it with what it had, and
-            # the interval across the hours is unknown per hour (an M-Bus gap).
-            rows.append(self._mbus_row(meter, device.channel, running, complete=False))
+                if at == hour_end:  # the capture at its end: the interval belongs to it
+                    running.last_at, running.last_value = at, value
+                    rows.append(self._mbus_row(meter, device.channel, running, complete=True))
+                else:
+                    # Beyond the running hour: close it with what it had; the interval
+                    # across the hours is unknown per hour (an M-Bus gap).
+                    rows.append(self._mbus_row(meter, device.channel, running, complete=False))
+            # A new hour starts at this capture (complete from its start only when the
+            # capture lies on the hour itself).
             meter.mbus[device.channel] = _MbusHour(
                 hour,
                 at,
