@@ -71,6 +71,7 @@ def test_summary_names_meters_broker_and_outbox_without_secrets(tmp_path: Path) 
         "  meter carport (secondary, encrypted (Smarty)): socket://192.0.2.7:2001",
         "  broker: broker.lan:8883 (TLS, user meter), topics under home/p1/",
         f"  outbox: {tmp_path / 'outbox.db'} (at most 16 MB)",
+        f"  settlement history: {tmp_path / 'history.db'}",
         "  Home Assistant discovery: on (prefix homeassistant)",
     ]
     assert "hunter2" not in text and KEY not in text and "***" not in text

@@ -13,7 +13,7 @@ from p1daemon.config.model import Config, MeterConfig
 
 
 def config_summary(config: Config, label: str) -> str:
-    """One line per meter plus broker, outbox and Home Assistant; ends with a newline."""
+    """One line per meter plus broker, outbox, history and Home Assistant; ends with a newline."""
     mqtt = config.mqtt
     broker = f"{mqtt.host}:{mqtt.port}"
     how = ["TLS" if mqtt.tls else "no TLS"]
@@ -25,6 +25,7 @@ def config_summary(config: Config, label: str) -> str:
         *(f"  meter {_meter(meter)}" for meter in config.meters),
         f"  broker: {broker} ({', '.join(how)}), topics under {mqtt.topic_prefix}/",
         f"  outbox: {config.buffer.path} (at most {config.buffer.max_mb:g} MB)",
+        "  settlement history: " + (f"{config.history.path}" if config.history.enabled else "off"),
         "  Home Assistant discovery: " + (f"on (prefix {ha.prefix})" if ha.discovery else "off"),
     ]
     return "\n".join(lines) + "\n"
