@@ -50,7 +50,7 @@ def render_config(config: Config, source_label: str) -> str:
     """TOML text that loads back into the same configuration, except for masked secrets."""
     data = config.model_dump(mode="json")
     out = [f"# Effective configuration from {source_label} (secrets masked)", ""]
-    for section in ("mqtt", "buffer", "homeassistant", "site"):
+    for section in ("mqtt", "buffer", "homeassistant", "site", "history", "statements"):
         out += [f"[{section}]", *_table_lines(section, data[section]), ""]
     for meter in data["meters"]:
         out += ["[[meters]]", *_table_lines("meters", meter), ""]
