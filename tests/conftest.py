@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from mosquitto_broker import Broker, Subscriber
 
+from p1daemon.daemon.reader import MeterReader
+
 REPO = Path(__file__).resolve().parents[1]
 OWN_FIXTURES = REPO / "fixtures"
 SHARED_FIXTURES = Path(
@@ -72,3 +74,14 @@ def subscriber(broker: Broker) -> Iterator[Subscriber]:
     sub = Subscriber(broker).start()
     yield sub
     sub.stop()
+
+
+@pytest.fixture
+def readers() -> Iterator[list[MeterReader]]:
+    """Meter readers a test started; each is stopped (and must stop) afterwards."""
+    started: list[MeterReader] = []
+    yield started
+    for reader in started:
+        reader.request_stop()
+    for reader in started:
+        assert reader.join(2.0), f"reader {reader.name} did not stop"

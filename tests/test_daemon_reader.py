@@ -8,7 +8,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from test_daemon_support import (
     telegram,
     wait_until,
 )
+from test_daemon_support import start_reader as start
 
 from p1daemon.config.model import MeterConfig
 from p1daemon.daemon.reader import MeterReader
@@ -42,23 +42,6 @@ def messages(caplog: pytest.LogCaptureFixture, text: str, level: int | None = No
         for r in caplog.records
         if r.name == READER_LOG and text in r.getMessage() and (level is None or r.levelno == level)
     ]
-
-
-@pytest.fixture
-def readers() -> Iterator[list[MeterReader]]:
-    started: list[MeterReader] = []
-    yield started
-    for reader in started:
-        reader.request_stop()
-    for reader in started:
-        assert reader.join(2.0), f"reader {reader.name} did not stop"
-
-
-def start(readers: list[MeterReader], meter: MeterConfig, sink: CollectingSink) -> MeterReader:
-    reader = MeterReader(meter, sink)
-    readers.append(reader)
-    reader.start()
-    return reader
 
 
 def test_unplug_and_replug_resume_with_one_log_line_each_way(

@@ -17,6 +17,8 @@ import tty
 from collections.abc import Callable
 from pathlib import Path
 
+from p1daemon.config.model import MeterConfig
+from p1daemon.daemon.reader import MeterReader
 from p1daemon.frame.crc import crc16_arc
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.parse.stream import ReadingStream
@@ -270,3 +272,13 @@ def test_pty_meter_bytes_reach_the_symlinked_slave(tmp_path: Path) -> None:
     finally:
         meter.unplug()
     assert not meter.link.exists()
+
+
+def start_reader(
+    readers: list[MeterReader], meter: MeterConfig, sink: CollectingSink
+) -> MeterReader:
+    """Start a reader for `meter` into `sink`, recorded in the `readers` fixture's list."""
+    reader = MeterReader(meter, sink)
+    readers.append(reader)
+    reader.start()
+    return reader

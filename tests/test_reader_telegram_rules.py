@@ -6,12 +6,11 @@ The framer and parser tests pin each rule on bytes; these prove the daemon's own
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from test_daemon_support import CollectingSink, PtyMeter, wait_until
+from test_daemon_support import start_reader as start
 
 from p1daemon.config.model import MeterConfig
 from p1daemon.daemon.reader import MeterReader
@@ -22,23 +21,6 @@ FAST = {"reconnect_initial_s": 0.02, "reconnect_max_s": 0.1}
 
 def make_meter(source: str, **keys: Any) -> MeterConfig:
     return MeterConfig.model_validate({"name": "house", "source": source, **FAST, **keys})
-
-
-@pytest.fixture
-def readers() -> Iterator[list[MeterReader]]:
-    started: list[MeterReader] = []
-    yield started
-    for reader in started:
-        reader.request_stop()
-    for reader in started:
-        assert reader.join(2.0), f"reader {reader.name} did not stop"
-
-
-def start(readers: list[MeterReader], meter: MeterConfig, sink: CollectingSink) -> MeterReader:
-    reader = MeterReader(meter, sink)
-    readers.append(reader)
-    reader.start()
-    return reader
 
 
 def telegram(lines: list[str], *, crc: bool, header: str = "ISk5\\2MT382-1004") -> bytes:
