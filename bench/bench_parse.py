@@ -14,9 +14,13 @@ Both paths get the same bytes, in the same chunks, in the same process:
 The stream is the 566-telegram capture of a real DSMR 5 meter plus every other valid
 DSMR 4/5 capture that both parsers read with one specification, repeated to 5,000+
 telegrams. CPU is `time.process_time()`, best and median of several repetitions; the paths
-alternate so neither gets a warmer cache. Peak memory is `tracemalloc`'s peak over one more
-pass of each over the first ~1,000 telegrams. Timings are not asserted anywhere: on a shared
-machine they move by 10 %; compare the two paths of one run. Run:
+alternate so neither gets a warmer cache. Then the same job as whole processes (issue
+16): `p1daemon parse FILE` against a dsmr-parser script doing the same (its buffer, V5
+with CRC, `to_json`, one line per telegram), both writing to /dev/null; CPU is the
+child's user + system time from the kernel (`os.wait4`), start-up included. Peak memory
+is `tracemalloc`'s peak over one more pass of each over the first ~1,000 telegrams.
+Timings are not asserted anywhere: on a shared machine they move by 10 %; compare the two
+paths of one run. Run:
 
     .venv/bin/python bench/bench_parse.py [--repeat 5] [--profile]
 """
@@ -31,7 +35,9 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -138,6 +144,62 @@ def profile_p1daemon(data: bytes, chunk: int) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 
 
+# The whole-process baseline: what a user of dsmr-parser writes to do `p1daemon parse`'s job.
+_DSMR_PARSER_SCRIPT = """
+import logging, sys
+from dsmr_parser import telegram_specifications
+from dsmr_parser.clients.telegram_buffer import TelegramBuffer
+from dsmr_parser.exceptions import InvalidChecksumError, ParseError
+from dsmr_parser.parsers import TelegramParser
+logging.getLogger("dsmr_parser").setLevel(logging.CRITICAL)
+buffer = TelegramBuffer()
+parser = TelegramParser(telegram_specifications.V5, apply_checksum_validation=True)
+out = sys.stdout
+with open(sys.argv[1], "rb") as handle:
+    while chunk := handle.read(65536):
+        buffer.append(chunk.decode("ascii"))
+        for text in buffer.get_all():
+            try:
+                telegram = parser.parse(text)
+            except (InvalidChecksumError, ParseError):
+                continue
+            out.write(telegram.to_json().replace("\\n", " ") + "\\n")
+"""
+
+
+def child_cpu_s(command: list[str]) -> float:
+    """User + system CPU seconds of one whole child process (its output discarded)."""
+    with open(os.devnull, "wb") as sink:
+        child = subprocess.Popen(command, stdout=sink, stderr=subprocess.DEVNULL, cwd=REPO)
+        _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) not in (0, 1):  # parse exits 1 when it dropped any
+        raise RuntimeError(f"{command[:3]} failed with status {status}")
+    return usage.ru_utime + usage.ru_stime
+
+
+def whole_process(data: bytes, telegrams: int, repeat: int) -> dict[str, list[float]]:
+    """CPU per telegram (µs) of each whole process over the same capture file."""
+    with tempfile.TemporaryDirectory() as folder:
+        capture = Path(folder) / "capture.txt"
+        capture.write_bytes(data)
+        commands = {
+            "p1daemon parse FILE (whole process)": [
+                sys.executable, "-m", "p1daemon", "parse", str(capture)
+            ],
+            "dsmr-parser script (whole process)": [
+                sys.executable, "-c", _DSMR_PARSER_SCRIPT, str(capture)
+            ],
+        }  # fmt: skip
+        samples: dict[str, list[float]] = {name: [] for name in commands}
+        for repetition in range(repeat):
+            order = list(commands.items())
+            if repetition % 2:
+                order.reverse()
+            for name, command in order:
+                samples[name].append(child_cpu_s(command) / telegrams * 1e6)
+    return samples
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="repetitions per path")
@@ -193,6 +255,10 @@ def main() -> int:
         f" peak memory (tracemalloc) over the first {len(sample) / 1e6:.2f} MB\n"
     )
     report(samples, memory)
+    print(
+        f"\nthe same job as whole processes, start-up included, {max(3, args.repeat // 2)} runs:\n"
+    )
+    report(whole_process(data, telegrams, max(3, args.repeat // 2)), {})
     if args.profile:
         print()
         profile_p1daemon(data, args.chunk)
