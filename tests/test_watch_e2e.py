@@ -290,9 +290,18 @@ def test_three_daemons_with_three_prefixes_are_three_sites(
                     m.topic == "fleet/south/house/alert/export_limit" and m.json()["active"]
                     for m in ms
                 )
+                # Each meter's health says connected (the first report, made as the
+                # broker connection came up, may still say the reader was waiting).
+                and all(
+                    [m.json().get("connected") for m in ms if m.topic == f"fleet/{n}/house/health"][
+                        -1:
+                    ]
+                    == [True]
+                    for n in ("north", "south", "west")
+                )
             ),
             20,
-            "three sites and south's alert",
+            "three sites, connected meters and south's alert",
         )
         # Into a pipe: one line per change, for a few seconds.
         piped = subprocess.Popen(
