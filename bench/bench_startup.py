@@ -37,7 +37,6 @@ import contextlib
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,6 +46,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_daemon import capture_of, free_port  # noqa: E402  (the same replay and port helpers)
+
 PYTHON = REPO / ".venv/bin/python"
 P1DAEMON = REPO / ".venv/bin/p1daemon"
 DEFAULT_CAPTURE = REPO.parent / "shared/fixtures/streams/iskra_am550_dsmr50_566_telegrams.txt"
@@ -116,20 +118,6 @@ def paired(name: str, command: list[str], runs: int) -> Paired:
 
 
 # -- the daemon ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def capture_of(telegrams: int, source: Path, target: Path) -> int:
-    data = source.read_bytes()
-    per_copy = data.count(b"\n!")
-    copies = max(1, -(-telegrams // per_copy))
-    target.write_bytes(data * copies)
-    return per_copy * copies
 
 
 def daemon_config(work: Path, name: str, capture: Path, port: int, interval_s: float) -> Path:
