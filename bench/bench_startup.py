@@ -19,7 +19,10 @@ clock for the wall time:
    history on: CPU per telegram (all threads), peak RSS (VmHWM sampled from /proc).
    Goals: <= 0.12 ms, <= 36 MB. The CPU of a run over an empty replay (imports,
    start-up, stop) is subtracted, so the figure is what each telegram adds.
-3. The daemon idle: the same configuration with a replay of one telegram an hour: its
+3. Parse against dsmr-parser: `bench/bench_parse.py` of the tree measured, run as a child,
+   gives CPU per telegram of the same job (bytes in, CRC checked, JSON out) in one process
+   and as whole processes with start-up; its medians and ratios are shown. Goal: >= 10x.
+4. The daemon idle: the same configuration with a replay of one telegram an hour: its
    RSS once settled, its threads and its wake-ups (voluntary + involuntary context
    switches of all its threads) over `--idle-s` seconds. Goal: <= 33 MB.
 
@@ -36,6 +39,7 @@ import argparse
 import contextlib
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -322,12 +326,52 @@ def daemon_rows(telegrams: int, capture: Path, idle_s: float) -> list[str]:
     ]
 
 
+_RATIO = re.compile(r"ratio dsmr-parser / p1daemon: best ([0-9.]+)x, median ([0-9.]+)x")
+_ROW = re.compile(r"^(p1daemon|dsmr-parser)\S*.*?\s{2,}([0-9.]+)\s+([0-9.]+)\s", re.MULTILINE)
+
+
+def parse_rows(repeat: int) -> list[str]:
+    """bench_parse.py of the tree measured, run as a child: in-process and whole-process rows.
+
+    Its two tables (the same job in one process, then as whole processes with start-up) are
+    read back from its output, so the figures are exactly the ones it prints on its own.
+    """
+    script = CWD / "bench" / "bench_parse.py"
+    if not script.exists():
+        return [f"parse: skipped, {script} does not exist"]
+    done = subprocess.run(
+        [str(PYTHON), str(script), "--repeat", str(repeat), "--no-memory"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=CWD,
+        check=False,
+    )
+    ratios = _RATIO.findall(done.stdout)
+    medians = [float(median) for _, _, median in _ROW.findall(done.stdout)]
+    if done.returncode != 0 or len(ratios) != 2 or len(medians) != 4:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return [f"parse: skipped, bench_parse.py failed ({reason})"]
+    rows = [
+        _row("parse vs dsmr-parser, CPU per telegram", "p1daemon", "dsmr-parser", "ratio", "goal")
+    ]
+    for label, (ours, theirs), (_, ratio) in zip(
+        ("in one process (median)", "whole process, start-up in"),
+        (medians[0:2], medians[2:4]),
+        ratios,
+        strict=True,
+    ):
+        rows.append(_row(label, f"{ours:.1f} us", f"{theirs:.1f} us", f"{ratio}x", ">= 10x"))
+    return rows
+
+
 def main() -> int:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--runs", type=int, default=7, help="paired runs per start-up row")
     args.add_argument("--telegrams", type=int, default=20000)
     args.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
     args.add_argument("--idle-s", type=float, default=10.0)
+    args.add_argument("--parse-repeat", type=int, default=5, help="bench_parse repetitions")
     args.add_argument("--startup-only", action="store_true")
     args.add_argument("--daemon-only", action="store_true")
     args.add_argument("--tree", type=Path, help="measure the p1daemon package in this checkout")
@@ -346,6 +390,9 @@ def main() -> int:
     rows: list[str] = []
     if not options.daemon_only:
         rows += startup_rows(options.runs)
+        rows.append("")
+    if not (options.startup_only or options.daemon_only):
+        rows += parse_rows(options.parse_repeat)
         rows.append("")
     if not options.startup_only:
         if not options.capture.exists():
