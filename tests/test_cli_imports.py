@@ -94,6 +94,22 @@ def test_check_config_needs_no_broker_client_daemon_or_processors() -> None:
     ), views
 
 
+def test_check_config_imports_only_what_this_file_and_its_output_need() -> None:
+    """What check-config of a valid file without `serve` keys leaves out (issue 16): the
+    framer (the config copies its default size), the key-guessing of error messages,
+    the port check of `serve` and the --summary view."""
+    modules = command_modules("check-config", str(EXAMPLE))
+    assert "p1daemon.config.render" in modules  # the test ran what it says
+    assert "p1daemon.frame.framer" not in modules
+    assert "p1daemon.frame.crc" not in modules
+    assert "difflib" not in modules
+    assert under(modules, "p1daemon.serve") <= {"p1daemon.serve", "p1daemon.serve.address"}
+    assert "p1daemon.service.summary" not in modules
+    summary = command_modules("check-config", "--summary", str(EXAMPLE))
+    assert "p1daemon.service.summary" in summary
+    assert "p1daemon.config.render" not in summary
+
+
 def test_the_builder_imports_only_the_processors_a_configuration_wants(tmp_path: Path) -> None:
     config = tmp_path / "p1daemon.toml"
     config.write_text(

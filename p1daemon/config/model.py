@@ -6,13 +6,15 @@ report, not a string to coerce). Rules that span several meters (one primary, un
 names and sources, settings that only make sense together) live in
 `p1daemon.config.rules`, which sees the raw file and can therefore report them next to
 field errors in one run; `p1daemon.config.loader.load_config` applies both.
-"""
 
-from __future__ import annotations
+The modules of the section models do without `from __future__ import annotations`:
+with it, pydantic compiles and evaluates each field's annotation string while it builds
+the class, a cost every command that reads the configuration pays at start-up.
+"""
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -25,7 +27,6 @@ from pydantic import (
 )
 
 from p1daemon.config.ean import ean_problem
-from p1daemon.frame.framer import DEFAULT_MAX_FRAME
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.topics import RESERVED_METER_NAMES
@@ -43,6 +44,10 @@ MAX_SECONDARY = 5
 TARIFFS = ("t1", "t2", "t3", "t4")
 # The issue's promise: a vanished port is retried at least this often.
 MAX_RECONNECT_INTERVAL_S = 5.0
+# The framer's default (p1daemon.frame.framer.DEFAULT_MAX_FRAME, compared in
+# tests/test_config.py): importing the framer (and its CRC tables) only for this number
+# would make every command that reads the configuration pay for it.
+DEFAULT_MAX_FRAME = 8 * 1024
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 NonNegativeSeconds = Annotated[float, Field(ge=0)]
@@ -216,7 +221,7 @@ class Config(BaseModel):
     meters: list[MeterConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _history_beside_the_outbox(self) -> Config:
+    def _history_beside_the_outbox(self) -> Self:
         """Without `[history] path`, the history lives beside the outbox (the one folder
         the service may write, and a test's or the demo's own folder)."""
         if "path" not in self.history.model_fields_set:

@@ -13,8 +13,6 @@ Numbers are kept as decimals (a TOML float's shortest text), so amounts are exac
 cent. Field names are public: they are the configuration file.
 """
 
-from __future__ import annotations
-
 import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path

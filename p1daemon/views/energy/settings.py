@@ -1,7 +1,5 @@
 """The `[site]` section and the per-meter export cap fields (field names are public)."""
 
-from __future__ import annotations
-
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -1,7 +1,5 @@
 """The `[history]` section (field names are public: they are the configuration file)."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 

@@ -1,7 +1,5 @@
 """The `[homeassistant]` section of the configuration file (field names are public)."""
 
-from __future__ import annotations
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from p1daemon.publish.topics import checked_topic_prefix
