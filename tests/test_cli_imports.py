@@ -10,6 +10,7 @@ bench/bench_startup.py, never here.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -108,6 +109,33 @@ def test_check_config_imports_only_what_this_file_and_its_output_need() -> None:
     summary = command_modules("check-config", "--summary", str(EXAMPLE))
     assert "p1daemon.service.summary" in summary
     assert "p1daemon.config.render" not in summary
+
+
+def test_report_needs_no_parser_energy_views_or_broker(tmp_path: Path) -> None:
+    """`report` reads the history: the capture importer (parser, energy tracker) is
+    `history import`'s alone."""
+    config = tmp_path / "p1daemon.toml"
+    config.write_text(
+        f'[history]\npath = "{tmp_path / "none.db"}"\n\n'
+        '[[meters]]\nname = "house"\nsource = "/dev/ttyUSB0"\n',
+        encoding="utf-8",
+    )
+    modules = command_modules("report", "--config", str(config))  # no history: one line
+    assert "p1daemon.report.command" in modules  # the test ran what it says
+    assert "p1daemon.views.history.importer" not in modules
+    assert "p1daemon.views.energy.tracker" not in modules
+    assert under(modules, "p1daemon.parse") == set()
+    assert top_level(modules).isdisjoint({"paho", "ssl", "cryptography", "serial"})
+
+
+def test_watch_without_a_config_builds_no_config_model() -> None:
+    with socket.socket() as probe:  # a port nothing listens on: watch gives up at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    modules = command_modules("watch", "--once", "--port", str(port))
+    assert "p1daemon.watch.app" in modules  # the test ran what it says
+    assert "p1daemon.publish.settings" in modules
+    assert under(modules, "p1daemon.config") == set()
 
 
 def test_the_builder_imports_only_the_processors_a_configuration_wants(tmp_path: Path) -> None:
