@@ -7,9 +7,12 @@ names and sources, settings that only make sense together) live in
 `p1daemon.config.rules`, which sees the raw file and can therefore report them next to
 field errors in one run; `p1daemon.config.loader.load_config` applies both.
 
-The modules of the section models do without `from __future__ import annotations`:
-with it, pydantic compiles and evaluates each field's annotation string while it builds
-the class, a cost every command that reads the configuration pays at start-up.
+Start-up (issue 16): every command that reads the file pays for building these models.
+Each one is `defer_build`: its validator is made when it is first used, so loading a
+file builds one validator (Config's, the sections inline) instead of one per model, and
+a command that needs only `[mqtt]` (watch) builds that one alone. The modules of the
+section models do without `from __future__ import annotations`: with it, pydantic
+compiles and evaluates each field's annotation string while it builds the class.
 """
 
 import re
@@ -32,7 +35,6 @@ from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.topics import RESERVED_METER_NAMES
 from p1daemon.reading.role import Role
 from p1daemon.report.statement_settings import StatementSettings
-from p1daemon.serve.address import parse_listen_address
 from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source
 from p1daemon.views.energy.settings import SiteSettings
 from p1daemon.views.history.settings import HISTORY_FILE, HistorySettings
@@ -56,7 +58,7 @@ NonNegativeSeconds = Annotated[float, Field(ge=0)]
 class MeterConfig(BaseModel):
     """One metering point: its identity (name, role, EAN) and how to reach its P1 port."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     name: str
     role: Role = "primary"
@@ -141,7 +143,11 @@ class MeterConfig(BaseModel):
     @field_validator("serve")
     @classmethod
     def _serve_address(cls, value: str | None) -> str | None:
-        return None if value is None else parse_listen_address(value).text
+        if value is None:
+            return None
+        from p1daemon.serve.address import parse_listen_address  # only meters that serve
+
+        return parse_listen_address(value).text
 
     @field_validator("baudrate", mode="before")
     @classmethod
@@ -210,7 +216,7 @@ class Config(BaseModel):
     Strict like every section model: a string where a number or boolean belongs is an
     error naming the key, never a silent conversion."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     buffer: BufferSettings = Field(default_factory=BufferSettings)

@@ -32,7 +32,7 @@ from p1daemon.publish.topics import checked_topic_prefix
 # are TOML strings, which strict mode would refuse for `Path`: those fields opt out.
 # A shared ConfigDict rather than a common base model: each model class costs its own
 # schema build at import time, an empty base included.
-_SECTION = ConfigDict(extra="forbid", strict=True)
+_SECTION = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 def _default_client_id() -> str:

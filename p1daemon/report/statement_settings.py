@@ -35,7 +35,7 @@ def _decimal(value: object) -> object:
 
 
 class FeedInTerms(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     feed_in_price_eur_per_kwh: Decimal | None = None
     feed_in_factor: Decimal | None = None

@@ -6,7 +6,7 @@ from p1daemon.publish.topics import checked_topic_prefix
 
 
 class HomeAssistantSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     # Off by default: retained discovery configs appear in every Home Assistant that
     # listens on the broker, which nobody should get without asking for it.
