@@ -305,15 +305,13 @@ def check_config(path: str, summary: bool, quiet: bool) -> None:
 
     Exit status 0 when the file is valid, 1 with one line per problem when it is not.
     """
+    # Each import only where its output is wanted: on a Pi Zero every module is felt.
     from pathlib import Path
 
     from p1daemon.config.errors import ConfigError
     from p1daemon.config.loader import load_config
-    from p1daemon.config.render import render_config
     from p1daemon.config.secrets import short_secret_warnings
     from p1daemon.publish.outbox import outbox_path_problem
-    from p1daemon.serve.check import serve_warnings
-    from p1daemon.service.summary import config_summary
 
     try:
         config = load_config(path)
@@ -326,11 +324,20 @@ def check_config(path: str, summary: bool, quiet: bool) -> None:
     for line in short_secret_warnings(config):
         click.echo(f"{path}: warning: {line}", err=True)
     if not quiet:
-        click.echo(
-            config_summary(config, path) if summary else render_config(config, path), nl=False
-        )
-    for warning in serve_warnings(config):
-        click.echo(f"{path}: warning: {warning}", err=True)
+        if summary:
+            from p1daemon.service.summary import config_summary
+
+            text = config_summary(config, path)
+        else:
+            from p1daemon.config.render import render_config
+
+            text = render_config(config, path)
+        click.echo(text, nl=False)
+    if any(meter.serve is not None for meter in config.meters):
+        from p1daemon.serve.check import serve_warnings
+
+        for warning in serve_warnings(config):
+            click.echo(f"{path}: warning: {warning}", err=True)
 
 
 def _probe_line(baudrate: str) -> LineSettings | None:

@@ -10,6 +10,7 @@ bench/bench_startup.py, never here.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -92,6 +93,64 @@ def test_check_config_needs_no_broker_client_daemon_or_processors() -> None:
         m.rsplit(".", 1)[-1] in ("settings", "energy", "history", "homeassistant", "views")
         for m in views
     ), views
+
+
+def test_check_config_imports_only_what_this_file_and_its_output_need() -> None:
+    """What check-config of a valid file without `serve` keys leaves out (issue 16): the
+    framer (the config copies its default size), the key-guessing of error messages,
+    the port check of `serve` and the --summary view."""
+    modules = command_modules("check-config", str(EXAMPLE))
+    assert "p1daemon.config.render" in modules  # the test ran what it says
+    assert "p1daemon.frame.framer" not in modules
+    assert "p1daemon.frame.crc" not in modules
+    assert "difflib" not in modules
+    assert under(modules, "p1daemon.serve") == set()  # no meter serves
+    assert "p1daemon.source.demo_profile" not in modules  # no demo: source
+    assert "p1daemon.service.summary" not in modules
+    summary = command_modules("check-config", "--summary", str(EXAMPLE))
+    assert "p1daemon.service.summary" in summary
+    assert "p1daemon.config.render" not in summary
+
+
+def test_importing_the_config_models_builds_no_validator() -> None:
+    """`defer_build`: a validator is made on first use (Config's, with every section
+    inline), never one per model at import."""
+    code = """
+        from p1daemon.config.model import SECTIONS, Config
+        from p1daemon.report.statement_settings import StatementSettings
+        from p1daemon.views.history.settings import HistorySettings
+        models = [Config, StatementSettings, HistorySettings, *SECTIONS.values()]
+        built = [m.__name__ for m in models if m.__pydantic_complete__]
+        assert built == [], built
+    """
+    modules_after(code)
+
+
+def test_report_needs_no_parser_energy_views_or_broker(tmp_path: Path) -> None:
+    """`report` reads the history: the capture importer (parser, energy tracker) is
+    `history import`'s alone."""
+    config = tmp_path / "p1daemon.toml"
+    config.write_text(
+        f'[history]\npath = "{tmp_path / "none.db"}"\n\n'
+        '[[meters]]\nname = "house"\nsource = "/dev/ttyUSB0"\n',
+        encoding="utf-8",
+    )
+    modules = command_modules("report", "--config", str(config))  # no history: one line
+    assert "p1daemon.report.command" in modules  # the test ran what it says
+    assert "p1daemon.views.history.importer" not in modules
+    assert "p1daemon.views.energy.tracker" not in modules
+    assert under(modules, "p1daemon.parse") == set()
+    assert top_level(modules).isdisjoint({"paho", "ssl", "cryptography", "serial"})
+
+
+def test_watch_without_a_config_builds_no_config_model() -> None:
+    with socket.socket() as probe:  # a port nothing listens on: watch gives up at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    modules = command_modules("watch", "--once", "--port", str(port))
+    assert "p1daemon.watch.app" in modules  # the test ran what it says
+    assert "p1daemon.publish.settings" in modules
+    assert under(modules, "p1daemon.config") == set()
 
 
 def test_the_builder_imports_only_the_processors_a_configuration_wants(tmp_path: Path) -> None:

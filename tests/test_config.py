@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from p1daemon.config import ConfigError, load_config
 from p1daemon.config.ean import ean_problem, gs1_check_digit
 from p1daemon.config.render import render_config
+from p1daemon.frame.framer import DEFAULT_MAX_FRAME
 
 VALID_EAN = "871685900012345674"
 OTHER_EAN = "871685900012345681"
@@ -61,6 +62,7 @@ def test_minimal_file_gets_defaults() -> None:
     assert house.baudrate == "auto"
     assert house.check_crc is True
     assert house.max_frame_bytes == 8192
+    assert house.max_frame_bytes == DEFAULT_MAX_FRAME  # the framer's own default
     assert house.silence_timeout_s == 30
     assert house.replay_interval_s == 1.0
     assert house.replay_loop is False

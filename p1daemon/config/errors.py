@@ -10,7 +10,6 @@ journal and in forum posts.
 from __future__ import annotations
 
 import datetime
-import difflib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -115,6 +114,8 @@ def _reason(error: ErrorDetails, shown: Callable[[Any], str]) -> str:
     loc: Loc = tuple(error["loc"])
     value = error.get("input")
     if kind == "extra_forbidden":
+        import difflib  # only a file with a misspelt key pays for it
+
         guess = difflib.get_close_matches(str(loc[-1]), _known_keys(loc), n=1)
         return f"unknown key (did you mean {guess[0]!r}?)" if guess else "unknown key"
     if kind == "missing":

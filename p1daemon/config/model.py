@@ -6,13 +6,18 @@ report, not a string to coerce). Rules that span several meters (one primary, un
 names and sources, settings that only make sense together) live in
 `p1daemon.config.rules`, which sees the raw file and can therefore report them next to
 field errors in one run; `p1daemon.config.loader.load_config` applies both.
-"""
 
-from __future__ import annotations
+Start-up (issue 16): every command that reads the file pays for building these models.
+Each one is `defer_build`: its validator is made when it is first used, so loading a
+file builds one validator (Config's, the sections inline) instead of one per model, and
+a command that needs only `[mqtt]` (watch) builds that one alone. The modules of the
+section models do without `from __future__ import annotations`: with it, pydantic
+compiles and evaluates each field's annotation string while it builds the class.
+"""
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -25,13 +30,11 @@ from pydantic import (
 )
 
 from p1daemon.config.ean import ean_problem
-from p1daemon.frame.framer import DEFAULT_MAX_FRAME
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY, InvalidKeyError, parse_key
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.topics import RESERVED_METER_NAMES
 from p1daemon.reading.role import Role
 from p1daemon.report.statement_settings import StatementSettings
-from p1daemon.serve.address import parse_listen_address
 from p1daemon.source.spec import SourceSpec, SourceSpecError, parse_source
 from p1daemon.views.energy.settings import SiteSettings
 from p1daemon.views.history.settings import HISTORY_FILE, HistorySettings
@@ -43,6 +46,10 @@ MAX_SECONDARY = 5
 TARIFFS = ("t1", "t2", "t3", "t4")
 # The issue's promise: a vanished port is retried at least this often.
 MAX_RECONNECT_INTERVAL_S = 5.0
+# The framer's default (p1daemon.frame.framer.DEFAULT_MAX_FRAME, compared in
+# tests/test_config.py): importing the framer (and its CRC tables) only for this number
+# would make every command that reads the configuration pay for it.
+DEFAULT_MAX_FRAME = 8 * 1024
 
 PositiveSeconds = Annotated[float, Field(gt=0)]
 NonNegativeSeconds = Annotated[float, Field(ge=0)]
@@ -51,7 +58,7 @@ NonNegativeSeconds = Annotated[float, Field(ge=0)]
 class MeterConfig(BaseModel):
     """One metering point: its identity (name, role, EAN) and how to reach its P1 port."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
     name: str
     role: Role = "primary"
@@ -136,7 +143,11 @@ class MeterConfig(BaseModel):
     @field_validator("serve")
     @classmethod
     def _serve_address(cls, value: str | None) -> str | None:
-        return None if value is None else parse_listen_address(value).text
+        if value is None:
+            return None
+        from p1daemon.serve.address import parse_listen_address  # only meters that serve
+
+        return parse_listen_address(value).text
 
     @field_validator("baudrate", mode="before")
     @classmethod
@@ -205,7 +216,7 @@ class Config(BaseModel):
     Strict like every section model: a string where a number or boolean belongs is an
     error naming the key, never a silent conversion."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     buffer: BufferSettings = Field(default_factory=BufferSettings)
@@ -216,7 +227,7 @@ class Config(BaseModel):
     meters: list[MeterConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _history_beside_the_outbox(self) -> Config:
+    def _history_beside_the_outbox(self) -> Self:
         """Without `[history] path`, the history lives beside the outbox (the one folder
         the service may write, and a test's or the demo's own folder)."""
         if "path" not in self.history.model_fields_set:

@@ -10,12 +10,10 @@ applies. `password` is a `SecretStr` so that printing or logging the settings ne
 shows it.
 """
 
-from __future__ import annotations
-
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -29,12 +27,12 @@ from pydantic import (
 
 from p1daemon.publish.topics import checked_topic_prefix
 
-
-class _Section(BaseModel):
-    # Strict like the rest of the configuration (p1daemon.config.model): `port = "1883"`
-    # or `tls = "yes"` is an error naming the key, not a silent conversion. File paths
-    # are TOML strings, which strict mode would refuse for `Path`: those fields opt out.
-    model_config = ConfigDict(extra="forbid", strict=True)
+# Strict like the rest of the configuration (p1daemon.config.model): `port = "1883"`
+# or `tls = "yes"` is an error naming the key, not a silent conversion. File paths
+# are TOML strings, which strict mode would refuse for `Path`: those fields opt out.
+# A shared ConfigDict rather than a common base model: each model class costs its own
+# schema build at import time, an empty base included.
+_SECTION = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
 
 def _default_client_id() -> str:
@@ -43,7 +41,9 @@ def _default_client_id() -> str:
     return f"p1daemon-{socket.gethostname()}"
 
 
-class MqttSettings(_Section):
+class MqttSettings(BaseModel):
+    model_config = _SECTION
+
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     topic_prefix: str = "p1"
@@ -96,7 +96,7 @@ class MqttSettings(_Section):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> MqttSettings:
+    def _consistent(self) -> Self:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give either password or password_file, not both")
         if (self.password is not None or self.password_file is not None) and not self.username:
@@ -142,7 +142,9 @@ def _beside_config(path: Path, info: ValidationInfo) -> Path:
     return Path(os.path.normpath(Path(base_dir) / path))
 
 
-class BufferSettings(_Section):
+class BufferSettings(BaseModel):
+    model_config = _SECTION
+
     path: str = "/var/lib/p1daemon/outbox.db"
     max_mb: float = Field(default=64.0, gt=0, le=65536)
     commit_interval_s: float = Field(default=1.0, ge=0.0, le=3600.0)

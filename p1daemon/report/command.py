@@ -25,7 +25,6 @@ from p1daemon.views.history.aggregate import (
     point_groups,
     summarise,
 )
-from p1daemon.views.history.importer import import_captures
 from p1daemon.views.history.store import HistoryStore, HistoryUnavailable
 
 DEFAULT_CONFIG = "/etc/p1daemon/p1daemon.toml"
@@ -285,6 +284,10 @@ def history_import(
         store = HistoryStore.open(target)
     except HistoryUnavailable as exc:
         _fail(str(exc))
+    # Here, not at the top: the importer brings the parser and the energy views, which
+    # `report` does not need (issue 16: start-up of the hand-run commands).
+    from p1daemon.views.history.importer import import_captures
+
     try:
         result = import_captures(store, config, meter, paths)
     except OSError as exc:

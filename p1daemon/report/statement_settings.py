@@ -13,8 +13,6 @@ Numbers are kept as decimals (a TOML float's shortest text), so amounts are exac
 cent. Field names are public: they are the configuration file.
 """
 
-from __future__ import annotations
-
 import os
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -37,7 +35,7 @@ def _decimal(value: object) -> object:
 
 
 class FeedInTerms(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     feed_in_price_eur_per_kwh: Decimal | None = None
     feed_in_factor: Decimal | None = None

@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from p1daemon.source.demo_profile import PROFILES
-
 REPLAY_PREFIX = "replay:"
 DEMO_PREFIX = "demo:"
-DEMO_PROFILES = PROFILES
 # The forms a real meter is reached by; `demo:` (the synthetic demo meters) is left out
 # of this hint on purpose.
 _FORMS = "a device path (/dev/...), socket://host:port, rfc2217://host:port or replay:PATH"
@@ -77,10 +74,13 @@ def _host_port(text: str, scheme: str) -> tuple[str, int]:
 
 def _demo(text: str) -> SourceSpec:
     """`demo:PROFILE` or `demo:PROFILE?speed=N` (N simulated seconds per real second)."""
+    # Here, not at the top: every configuration parses its sources, few are demos.
+    from p1daemon.source.demo_profile import PROFILES
+
     name, _, query = text[len(DEMO_PREFIX) :].partition("?")
-    if name not in DEMO_PROFILES:
+    if name not in PROFILES:
         raise SourceSpecError(
-            f"demo: needs one of {', '.join(DEMO_PROFILES)} (e.g. demo:house), got {text!r}"
+            f"demo: needs one of {', '.join(PROFILES)} (e.g. demo:house), got {text!r}"
         )
     speed = 1.0
     if query:

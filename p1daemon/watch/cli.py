@@ -10,8 +10,6 @@ import sys
 
 import click
 
-from p1daemon.config.errors import ConfigError
-from p1daemon.config.loader import load_config
 from p1daemon.publish.settings import MqttSettings
 from p1daemon.watch.app import WatchOptions, run
 from p1daemon.watch.connect import WatchError
@@ -35,6 +33,10 @@ def watch_command(
     settings = MqttSettings()
     limits = Limits()
     if config_path is not None:
+        # Only here: without --config, watch needs no other section's model.
+        from p1daemon.config.errors import ConfigError
+        from p1daemon.config.loader import load_config
+
         try:
             config = load_config(config_path)
         except ConfigError as exc:

@@ -1,7 +1,5 @@
 """The `[site]` section and the per-meter export cap fields (field names are public)."""
 
-from __future__ import annotations
-
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -13,7 +11,7 @@ Topology = Literal["parallel", "series"]
 class SiteSettings(BaseModel):
     """How the metering points of one grid connection relate, and the site's clock."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     # parallel: every meter measures its own branch; the connection is their sum.
     # series: the primary meter measures the whole connection and the secondaries sit

@@ -1,7 +1,5 @@
 """The `[history]` section (field names are public: they are the configuration file)."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 
@@ -15,7 +13,7 @@ DEFAULT_PATH = "/var/lib/p1daemon/" + HISTORY_FILE
 class HistorySettings(BaseModel):
     """Where the settlement history lives and how much of it is kept."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     enabled: bool = True
     # Beside the outbox by default; a relative path is relative to the config file.

@@ -1,14 +1,12 @@
 """The `[homeassistant]` section of the configuration file (field names are public)."""
 
-from __future__ import annotations
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from p1daemon.publish.topics import checked_topic_prefix
 
 
 class HomeAssistantSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     # Off by default: retained discovery configs appear in every Home Assistant that
     # listens on the broker, which nobody should get without asking for it.
