@@ -197,3 +197,15 @@ def test_what_is_not_part_of_a_document_is_refused() -> None:
         encode.to_json(broken)
     with pytest.raises(TypeError):
         encode._exact(broken)
+
+
+def test_the_same_instant_at_another_offset_is_written_with_its_own_offset() -> None:
+    """Equal datetimes (one instant) at different offsets: the encoder's cache keeps them apart."""
+    winter = datetime(2024, 10, 27, 2, 30, tzinfo=timezone(timedelta(hours=1)))
+    summer = datetime(2024, 10, 27, 3, 30, tzinfo=timezone(timedelta(hours=2)))
+    assert winter == summer
+    for first, second in ((winter, summer), (summer, winter)):
+        peak = model.CapacityPeak(month=first, at=second, max_kw=None)
+        assert_same_json(peak)
+        assert encode.to_json(peak).count("2024-10-27T") == 2
+        assert '"at":"' + second.isoformat() + '"' in encode.to_json(peak)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json.encoder
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone, tzinfo
 from math import isfinite
 from typing import Any
 
@@ -64,9 +64,28 @@ def format_float(value: float) -> str:
     return f"{mantissa}e-{exponent.lstrip('0')}"
 
 
+# Datetimes repeat from telegram to telegram (the parser caches them: power-failure logs,
+# M-Bus capture times, capacity peaks), so their texts are kept. Only for fixed offsets,
+# keyed by (datetime, tzinfo): two aware datetimes are equal when they are the same
+# instant, and 02:30+01:00 and 03:30+02:00 are, but they are written differently.
+_DATETIME_TEXTS: dict[tuple[datetime, tzinfo], str] = {}
+_DATETIMES_KEPT = 1024
+
+
 def _default(value: object) -> Any:
     if isinstance(value, Doc):
         return value.__dict__
+    if type(value) is datetime:
+        zone = value.tzinfo
+        if type(zone) is not timezone:
+            return format_datetime(value)
+        key = (value, zone)
+        text = _DATETIME_TEXTS.get(key)
+        if text is None:
+            if len(_DATETIME_TEXTS) >= _DATETIMES_KEPT:
+                _DATETIME_TEXTS.clear()
+            text = _DATETIME_TEXTS[key] = format_datetime(value)
+        return text
     if isinstance(value, datetime):
         return format_datetime(value)
     raise TypeError(f"{type(value).__name__} is not part of the reading document")
