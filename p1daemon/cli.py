@@ -122,6 +122,7 @@ def parse(
     from p1daemon.frame.events import Dropped
     from p1daemon.frame.smarty import InvalidKeyError, parse_key
     from p1daemon.parse.stream import ReadingStream
+    from p1daemon.reading.encode import to_json
 
     try:
         key_bytes = parse_key(key, "--key") if key is not None else None
@@ -150,7 +151,7 @@ def parse(
                         dropped += 1
                         click.echo(f"{path}: dropped {event.describe()}", err=True)
                     else:
-                        out.write(event.model_dump_json())
+                        out.write(to_json(event))
                         out.write("\n")
                 if not chunk:
                     break

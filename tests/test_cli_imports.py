@@ -72,7 +72,10 @@ def test_the_help_imports_click_and_the_cli_alone() -> None:
 def test_parse_needs_no_broker_config_or_views() -> None:
     modules = command_modules("parse", str(TELEGRAM))
     assert "p1daemon.parse.stream" in modules
+    assert "p1daemon.reading.encode" in modules  # it wrote the reading's JSON
     assert top_level(modules).isdisjoint(HEAVY)
+    # The reading document is plain Python: parse builds no pydantic model at all.
+    assert "pydantic.main" not in modules
     assert under(modules, "p1daemon.config") == set()
     assert under(modules, "p1daemon.views") == set()
     assert under(modules, "p1daemon.publish") == set()

@@ -13,12 +13,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel
-
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY
 from p1daemon.parse.stream import ReadingStream
+from p1daemon.reading.doc import Doc
 from p1daemon.reading.model import Reading
 from p1daemon.source.base import EndOfData, SourceUnavailable
 from p1daemon.source.factory import SourceOptions, build_source
@@ -89,7 +88,7 @@ def probe(
     raise ProbeError(f"{spec.text}: no valid telegram within {timeout:g} s ({'; '.join(detail)})")
 
 
-def _present(section: BaseModel, names: dict[str, str]) -> list[str]:
+def _present(section: Doc, names: dict[str, str]) -> list[str]:
     return [label for attr, label in names.items() if getattr(section, attr) is not None]
 
 

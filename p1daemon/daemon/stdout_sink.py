@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from p1daemon.daemon.processor import Document, EventSink
+from p1daemon.reading.encode import to_json
 from p1daemon.reading.meter import MeterReading
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class JsonLinesOutput:
                 self._write(document_line(item))
             else:
                 assert isinstance(item, MeterReading)
-                self._write(item.model_dump_json())
+                self._write(to_json(item))
             if self._queue.empty():
                 self._flush()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from math import isfinite
 from typing import Any
 
 from p1daemon.frame.events import Frame
@@ -29,7 +30,19 @@ from p1daemon.parse.values import (
     to_int,
     value_in_kilo,
 )
-from p1daemon.reading.model import Reading
+from p1daemon.reading.model import (
+    Capacity,
+    CapacityPeak,
+    Current,
+    EnergyDirection,
+    Limiter,
+    MbusDevice,
+    PhaseCounts,
+    PowerFailureEvent,
+    PowerFailures,
+    Reading,
+    Voltage,
+)
 
 # EN 13757-3 medium codes as DSMR uses them on 0-n:24.1.0.
 MBUS_KINDS = {
@@ -134,15 +147,15 @@ def _version(code: str) -> str:
 
 # -- OBIS keys, built once --------------------------------------------------------------
 
-# Per direction (1 = import, 2 = export): (field, OBIS) of the tariffs, the total, the
-# power, and (field, OBIS) of the power per phase.
+# Per direction (1 = import, 2 = export): the OBIS codes of tariffs 1-4, the total, the
+# power, and the power of phases 1-3.
 _PHASE_POWER = {"1": ("21", "41", "61"), "2": ("22", "42", "62")}
 _ENERGY_KEYS = {
     d: (
-        tuple((f"t{t}_kwh", f"1-0:{d}.8.{t}") for t in "1234"),
+        tuple(f"1-0:{d}.8.{t}" for t in "1234"),
         f"1-0:{d}.8.0",
         f"1-0:{d}.7.0",
-        tuple((f"l{n}_kw", f"1-0:{c}.7.0") for n, c in enumerate(_PHASE_POWER[d], start=1)),
+        tuple(f"1-0:{c}.7.0" for c in _PHASE_POWER[d]),
     )
     for d in "12"
 }
@@ -175,6 +188,10 @@ def _take(objects: dict[str, str], obis: str) -> str | None:
 
 
 # -- decoding -------------------------------------------------------------------------
+#
+# Every part of the document is built as a dict holding all of its fields, in field order
+# and under their JSON names, and wrapped with `Doc.of` (no copy, no second check): the
+# values below are already what the document holds (floats are finite, times aware).
 
 
 def _kilo(objects: dict[str, str], obis: str, units: dict[str, int]) -> float | None:
@@ -189,7 +206,7 @@ def _kilo(objects: dict[str, str], obis: str, units: dict[str, int]) -> float | 
     return scale(number, exponent)
 
 
-def _energy(objects: dict[str, str], direction: str) -> dict[str, Any]:
+def _energy(objects: dict[str, str], direction: str) -> EnergyDirection:
     """Registers of one direction: 1 = import (1.8.x, 1.7.0), 2 = export (2.8.x, 2.7.0).
 
     Hot: twice per telegram. The common spellings ("*kWh", "*kW") are looked up in place;
@@ -197,45 +214,66 @@ def _energy(objects: dict[str, str], direction: str) -> dict[str, Any]:
     """
     tariff_keys, total_key, power_key, phase_keys = _ENERGY_KEYS[direction]
     pop = objects.pop
-    out: dict[str, Any] = {}
+    tariffs: list[float | None] = []
     exact: list[Decimal | None] = []
-    for field, obis in tariff_keys:
+    for obis in tariff_keys:
         raw = pop(obis, None)
         if raw is None:
+            tariffs.append(None)
             continue
         number, exponent = split_kilo(raw[1:-1], ENERGY_UNITS)
         if exponent is None:
             objects[obis] = raw  # an unknown unit: kept verbatim, never taken as kWh
-            out[field] = tariff_exact = None
+            tariffs.append(None)
+            exact.append(None)
         else:
-            out[field], tariff_exact = value_in_kilo(number, exponent)
-        exact.append(tariff_exact)
+            value, tariff_exact = value_in_kilo(number, exponent)
+            tariffs.append(value)
+            exact.append(tariff_exact)
     if total_key in objects:
-        out["total_kwh"] = _kilo(objects, total_key, ENERGY_UNITS)
+        total = _kilo(objects, total_key, ENERGY_UNITS)
     elif exact:
         # One unreadable tariff register makes the sum unknown, not smaller.
         known = [value for value in exact if value is not None]
-        out["total_kwh"] = _exact_sum(known) if len(known) == len(exact) else None
-    for field, obis in (("power_kw", power_key), *phase_keys):
+        total = _exact_sum(known) if len(known) == len(exact) else None
+    else:
+        total = None
+    powers: list[float | None] = []
+    for obis in (power_key, *phase_keys):
         raw = pop(obis, None)
         if raw is None:
-            out[field] = None
+            powers.append(None)
             continue
         number, star, unit = raw[1:-1].partition("*")
         if unit == "kW" or not star:  # what every standard writes: nothing to scale
-            out[field] = to_float(number)
+            powers.append(to_float(number))
         else:
             objects[obis] = raw
-            out[field] = _kilo(objects, obis, POWER_UNITS)
-    return out
+            powers.append(_kilo(objects, obis, POWER_UNITS))
+    t1, t2, t3, t4 = tariffs
+    power, l1, l2, l3 = powers
+    return EnergyDirection.of(
+        {
+            "t1_kwh": t1,
+            "t2_kwh": t2,
+            "t3_kwh": t3,
+            "t4_kwh": t4,
+            "total_kwh": total,
+            "power_kw": power,
+            "l1_kw": l1,
+            "l2_kw": l2,
+            "l3_kw": l3,
+        }
+    )
 
 
 def _exact_sum(values: list[Decimal]) -> float | None:
     """Sum of the tariffs without binary rounding: 0.1 + 0.2 kWh is 0.3 kWh."""
     try:
-        return float(sum(values, Decimal(0)))
+        total = float(sum(values, Decimal(0)))
     except InvalidOperation:
         return None
+    return total if isfinite(total) else None
 
 
 def _numbers(objects: dict[str, str], keys: tuple[tuple[str, str], ...]) -> dict[str, Any]:
@@ -246,38 +284,42 @@ def _numbers(objects: dict[str, str], keys: tuple[tuple[str, str], ...]) -> dict
     return out
 
 
-def _integers(objects: dict[str, str], keys: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+def _integers(objects: dict[str, str], keys: tuple[tuple[str, str], ...]) -> PhaseCounts:
     out: dict[str, Any] = {}
     for field, obis in keys:
         raw = objects.pop(obis, None)
         out[field] = None if raw is None else _integer(raw[1:-1])
-    return out
+    return PhaseCounts.of(out)
 
 
-def _power_failures(objects: dict[str, str]) -> dict[str, Any]:
+def _power_failures(objects: dict[str, str]) -> PowerFailures:
     short = _take(objects, "0-0:96.7.21")
     long = _take(objects, "0-0:96.7.9")
-    out: dict[str, Any] = {
-        "short": None if short is None else _integer(short),
-        "long": None if long is None else _integer(long),
-        "log": [],
-    }
+    log: list[PowerFailureEvent] = []
     raw = objects.pop("1-0:99.97.0", None)
     if raw is not None:
         # (count)(0-0:96.7.19)(end)(duration*s)...
         pairs = groups(raw)[2:]
-        out["log"] = [
-            {"end": parse_timestamp(pairs[i]), "duration_s": _integer(pairs[i + 1])}
+        log = [
+            PowerFailureEvent.of(
+                {"end": parse_timestamp(pairs[i]), "duration_s": _integer(pairs[i + 1])}
+            )
             for i in range(0, len(pairs) - 1, 2)
         ]
-    return out
+    return PowerFailures.of(
+        {
+            "short": None if short is None else _integer(short),
+            "long": None if long is None else _integer(long),
+            "log": log,
+        }
+    )
 
 
-def _capacity(objects: dict[str, str]) -> dict[str, Any] | None:
+def _capacity(objects: dict[str, str]) -> Capacity | None:
     average = _kilo(objects, "1-0:1.4.0", POWER_UNITS)
     peak_raw = objects.pop("1-0:1.6.0", None)
     history_raw = objects.get("0-0:98.1.0")
-    history: list[dict[str, Any]] = []
+    history: list[CapacityPeak] = []
     if history_raw is not None:
         parts = groups(history_raw)
         # Belgian layout: (N)(1-0:1.6.0)(1-0:1.6.0) then N x (month start)(peak time)(kW).
@@ -290,12 +332,16 @@ def _capacity(objects: dict[str, str]) -> dict[str, Any] | None:
                 number, exponent = split_kilo(entries[i + 2], POWER_UNITS)
                 unknown_unit = unknown_unit or exponent is None
                 history.append(
-                    {
-                        "month": parse_timestamp(entries[i]),
-                        "at": at,
-                        # a placeholder peak time means no peak, not a 0 kW one
-                        "max_kw": scale(number, exponent) if at and exponent is not None else None,
-                    }
+                    CapacityPeak.of(
+                        {
+                            "month": parse_timestamp(entries[i]),
+                            "at": at,
+                            # a placeholder peak time means no peak, not a 0 kW one
+                            "max_kw": scale(number, exponent)
+                            if at and exponent is not None
+                            else None,
+                        }
+                    )
                 )
             if not unknown_unit:  # else the whole object also stays verbatim in `other`
                 del objects["0-0:98.1.0"]
@@ -311,12 +357,14 @@ def _capacity(objects: dict[str, str]) -> dict[str, Any] | None:
             objects["1-0:1.6.0"] = peak_raw  # an unknown unit: kept verbatim
         else:
             month_max_kw = scale(number, exponent)
-    return {
-        "average_demand_kw": average,
-        "month_max_kw": month_max_kw,
-        "month_max_at": month_max_at,
-        "history": history,
-    }
+    return Capacity.of(
+        {
+            "average_demand_kw": average,
+            "month_max_kw": month_max_kw,
+            "month_max_at": month_max_at,
+            "history": history,
+        }
+    )
 
 
 def _mbus_reading(
@@ -340,7 +388,7 @@ def _mbus_value(parts: list[str]) -> tuple[float | None, str | None, Any]:
     return _mbus_reading(parts[0] if len(parts) > 1 else None, number, unit)
 
 
-def _mbus(objects: dict[str, str]) -> list[dict[str, Any]]:
+def _mbus(objects: dict[str, str]) -> list[MbusDevice]:
     devices = []
     pop = objects.pop
     for channel, keys in enumerate(_MBUS_KEYS, start=1):
@@ -367,18 +415,20 @@ def _mbus(objects: dict[str, str]) -> list[dict[str, Any]]:
         if device_type is None and ident is None and not found_value:
             continue
         devices.append(
-            {
-                "channel": channel,
-                "device_type": device_type,
-                "kind": "unknown"
-                if device_type is None
-                else MBUS_KINDS.get(device_type, "unknown"),
-                "equipment_id": None if ident is None else _text(ident),
-                "value": value,
-                "unit": unit,
-                "timestamp": timestamp,
-                "valve": None if raw_valve is None else _integer(raw_valve[1:-1]),
-            }
+            MbusDevice.of(
+                {
+                    "channel": channel,
+                    "device_type": device_type,
+                    "kind": "unknown"
+                    if device_type is None
+                    else MBUS_KINDS.get(device_type, "unknown"),
+                    "equipment_id": None if ident is None else _text(ident),
+                    "value": value,
+                    "unit": unit,
+                    "timestamp": timestamp,
+                    "valve": None if raw_valve is None else _integer(raw_valve[1:-1]),
+                }
+            )
         )
     return devices
 
@@ -396,8 +446,8 @@ def _dsmr_version(objects: dict[str, str], has_crc: bool) -> tuple[str | None, s
     return None, None
 
 
-def reading_fields(frame: Frame) -> dict[str, Any]:
-    """The telegram as a plain dict in the shape of `Reading` (by alias)."""
+def parse_telegram(frame: Frame) -> Reading:
+    """Decode one checked telegram into the reading document."""
     body = frame.body[:-1].decode("ascii", "replace")  # without the closing '!'
     header, objects, unparsed = split_objects(body)
     dsmr_version, version_code = _dsmr_version(objects, frame.crc is not None)
@@ -407,41 +457,43 @@ def reading_fields(frame: Frame) -> dict[str, Any]:
     if equipment is None:
         # Luxembourg Smarty meters identify themselves by their logical device name only.
         equipment = _take(objects, "0-0:42.0.0")
-    voltage = _numbers(objects, _VOLTAGE_KEYS)
-    current = _numbers(objects, _CURRENT_KEYS)
+    voltage = Voltage.of(_numbers(objects, _VOLTAGE_KEYS))
+    current = Current.of(_numbers(objects, _CURRENT_KEYS))
     limiter = _take(objects, "0-0:17.0.0")
     limiter_doc = None
     if limiter is not None:
         number, unit = split_value(limiter)
-        limiter_doc = {"value": to_float(number), "unit": unit}
+        limiter_doc = Limiter.of({"value": to_float(number), "unit": unit})
     timestamp = _take(objects, "0-0:1.0.0")
     tariff = _take(objects, "0-0:96.14.0")
-    fields: dict[str, Any] = {
-        "equipment_id": None if equipment is None else _text(equipment),
-        "header": header,
-        "manufacturer": header[:3] if len(header) >= 3 else None,
-        "dsmr_version": dsmr_version,
-        "version_code": version_code,
-        "timestamp": None if timestamp is None else parse_timestamp(timestamp),
-        "tariff": None if tariff is None else to_int(tariff),
-        "import": _energy(objects, "1"),
-        "export": _energy(objects, "2"),
-        "voltage": voltage,
-        "current": current,
-        "voltage_sags": _integers(objects, _SAG_KEYS),
-        "voltage_swells": _integers(objects, _SWELL_KEYS),
-        "power_failures": _power_failures(objects),
-        "message": _optional(objects, "0-0:96.13.0"),
-        "message_code": _optional(objects, "0-0:96.13.1"),
-        "breaker_state": _optional_int(objects, "0-0:96.3.10"),
-        "limiter": limiter_doc,
-        "fuse_threshold_a": _optional_number(objects, "1-0:31.4.0"),
-        "mbus": _mbus(objects),
-        "capacity": _capacity(objects),
-    }
-    fields["other"] = objects
-    fields["unparsed"] = unparsed
-    return fields
+    # In field order: the dict is the document's `__dict__` (see p1daemon/reading/doc.py).
+    return Reading.of(
+        {
+            "equipment_id": None if equipment is None else _text(equipment),
+            "header": header,
+            "manufacturer": header[:3] if len(header) >= 3 else None,
+            "dsmr_version": dsmr_version,
+            "version_code": version_code,
+            "timestamp": None if timestamp is None else parse_timestamp(timestamp),
+            "tariff": None if tariff is None else to_int(tariff),
+            "import": _energy(objects, "1"),
+            "export": _energy(objects, "2"),
+            "voltage": voltage,
+            "current": current,
+            "voltage_sags": _integers(objects, _SAG_KEYS),
+            "voltage_swells": _integers(objects, _SWELL_KEYS),
+            "power_failures": _power_failures(objects),
+            "message": _optional(objects, "0-0:96.13.0"),
+            "message_code": _optional(objects, "0-0:96.13.1"),
+            "breaker_state": _optional_int(objects, "0-0:96.3.10"),
+            "limiter": limiter_doc,
+            "fuse_threshold_a": _optional_number(objects, "1-0:31.4.0"),
+            "mbus": _mbus(objects),
+            "capacity": _capacity(objects),
+            "other": objects,
+            "unparsed": unparsed,
+        }
+    )
 
 
 def _optional(objects: dict[str, str], obis: str) -> str | None:
@@ -457,8 +509,3 @@ def _optional_int(objects: dict[str, str], obis: str) -> int | None:
 def _optional_number(objects: dict[str, str], obis: str) -> float | None:
     value = _take(objects, obis)
     return None if value is None else _number(value)
-
-
-def parse_telegram(frame: Frame) -> Reading:
-    """Decode one checked telegram into the reading document."""
-    return Reading.model_validate(reading_fields(frame))

@@ -51,6 +51,7 @@ from p1daemon.publish.pipeline import Pipeline
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.throttle import Throttle
 from p1daemon.publish.topics import RESERVED_METER_NAMES, Topics
+from p1daemon.reading.encode import to_json_bytes
 from p1daemon.reading.meter import MeterReading
 
 if TYPE_CHECKING:  # the configuration layer imports this package's settings, not the reverse
@@ -221,9 +222,7 @@ class MqttSink:
             self._meters.add(meter)
             if admitted is not None:
                 # Serialised under the lock so that readings of one meter keep their order.
-                # The serializer's bytes are model_dump_json()'s, without the round trip
-                # through str (tests/test_reading_meter.py holds them equal).
-                pipeline.accept(meter, type(admitted).__pydantic_serializer__.to_json(admitted))
+                pipeline.accept(meter, to_json_bytes(admitted))
         # Already set: the worker has not cleared it yet, so its next round (which comes
         # after the clear) sees this reading; a set costs a lock and a notify per telegram.
         if not self._wake.is_set():
@@ -253,7 +252,7 @@ class MqttSink:
         with self._accept_lock:
             for reading in self._throttle.set_intervals(intervals):
                 if pipeline is not None and not self._closed:
-                    pipeline.accept(reading.meter, reading.model_dump_json().encode())
+                    pipeline.accept(reading.meter, to_json_bytes(reading))
         if config.mqtt != self.mqtt or config.buffer != self.buffer:
             log.warning("changes to [mqtt] and [buffer] take effect after a restart")
 
@@ -267,7 +266,7 @@ class MqttSink:
             if self._closed:
                 return
             for reading in self._throttle.release_all():
-                pipeline.accept(reading.meter, reading.model_dump_json().encode())
+                pipeline.accept(reading.meter, to_json_bytes(reading))
         self._wake.set()
 
     def undelivered(self) -> int:
@@ -394,7 +393,7 @@ class MqttSink:
         now = time.monotonic()
         with self._accept_lock:
             for reading in self._throttle.due(now):
-                pipeline.accept(reading.meter, reading.model_dump_json().encode())
+                pipeline.accept(reading.meter, to_json_bytes(reading))
 
     def _throttle_due(self) -> float | None:
         with self._accept_lock:
@@ -477,7 +476,7 @@ class MqttSink:
                 self._closed = True
                 held = self._throttle.release_all()
                 for reading in held:
-                    pipeline.accept(reading.meter, reading.model_dump_json().encode())
+                    pipeline.accept(reading.meter, to_json_bytes(reading))
             unsaved = pipeline.persist_everything()
             if unsaved:
                 log.error(

@@ -1,5 +1,8 @@
 """The reading document: the public JSON contract every MQTT subscriber depends on.
 
+Plain Python classes (p1daemon/reading/doc.py says why not pydantic); their JSON is
+p1daemon/reading/encode.py's, byte for byte what the former pydantic models published
+(tests/test_reading_encode.py holds the two equal against those models, kept as an oracle).
 Names marked as contract in the project's issues must never change; new fields may be
 added. A register the meter does not send is null (or an empty list) - never invented,
 never a zero - because Home Assistant and settlement tools read a zero as a meter reset.
@@ -9,11 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class _Doc(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True, extra="forbid")
+from p1daemon.reading.doc import Doc as _Doc
+from p1daemon.reading.doc import doc_field
 
 
 class EnergyDirection(_Doc):
@@ -62,7 +62,7 @@ class PowerFailureEvent(_Doc):
 class PowerFailures(_Doc):
     short: int | None = None
     long: int | None = None
-    log: list[PowerFailureEvent] = Field(default_factory=list)
+    log: list[PowerFailureEvent] = doc_field(default_factory=list)
 
 
 class MbusDevice(_Doc):
@@ -90,7 +90,7 @@ class Capacity(_Doc):
     average_demand_kw: float | None = None
     month_max_kw: float | None = None
     month_max_at: datetime | None = None
-    history: list[CapacityPeak] = Field(default_factory=list)
+    history: list[CapacityPeak] = doc_field(default_factory=list)
 
 
 class Limiter(_Doc):
@@ -108,19 +108,19 @@ class Reading(_Doc):
     version_code: str | None = None
     timestamp: datetime | None = None
     tariff: int | None = None
-    import_: EnergyDirection = Field(default_factory=EnergyDirection, alias="import")
-    export: EnergyDirection = Field(default_factory=EnergyDirection)
-    voltage: Voltage = Field(default_factory=Voltage)
-    current: Current = Field(default_factory=Current)
-    voltage_sags: PhaseCounts = Field(default_factory=PhaseCounts)
-    voltage_swells: PhaseCounts = Field(default_factory=PhaseCounts)
-    power_failures: PowerFailures = Field(default_factory=PowerFailures)
+    import_: EnergyDirection = doc_field(default_factory=EnergyDirection, json_name="import")
+    export: EnergyDirection = doc_field(default_factory=EnergyDirection)
+    voltage: Voltage = doc_field(default_factory=Voltage)
+    current: Current = doc_field(default_factory=Current)
+    voltage_sags: PhaseCounts = doc_field(default_factory=PhaseCounts)
+    voltage_swells: PhaseCounts = doc_field(default_factory=PhaseCounts)
+    power_failures: PowerFailures = doc_field(default_factory=PowerFailures)
     message: str | None = None
     message_code: str | None = None
     breaker_state: int | None = None
     limiter: Limiter | None = None
     fuse_threshold_a: float | None = None
-    mbus: list[MbusDevice] = Field(default_factory=list)
+    mbus: list[MbusDevice] = doc_field(default_factory=list)
     capacity: Capacity | None = None
-    other: dict[str, str] = Field(default_factory=dict)
-    unparsed: list[str] = Field(default_factory=list)
+    other: dict[str, str] = doc_field(default_factory=dict)
+    unparsed: list[str] = doc_field(default_factory=list)

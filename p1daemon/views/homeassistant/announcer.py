@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import operator
 import threading
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel
-
 from p1daemon.publish.topics import Topics
+from p1daemon.reading.doc import Doc
 from p1daemon.reading.meter import MeterReading
 from p1daemon.views.homeassistant.discovery import DiscoveryMessage, discovery_messages
 from p1daemon.views.homeassistant.settings import HomeAssistantSettings
@@ -35,24 +34,13 @@ from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 HA_ONLINE = "online"
 
 
-_FIELDS: dict[type[BaseModel], Callable[[dict[str, Any]], tuple[Any, ...]]] = {}
 _IS_NONE = partial(operator.is_, None)
 
 
-def _nulls(block: BaseModel) -> tuple[bool, ...]:
-    cls = type(block)
-    values_of = _FIELDS.get(cls)
-    if values_of is None:
-        names = tuple(cls.model_fields)
-        getter = operator.itemgetter(*names)
-        # itemgetter of one name returns the value itself, not a 1-tuple.
-        values_of = _FIELDS[cls] = getter if len(names) > 1 else lambda d: (getter(d),)
-    # pydantic keeps field values in __dict__ (getattr costs twice as much); all in C.
-    values = block.__dict__
-    try:
-        return tuple(map(_IS_NONE, values_of(values)))
-    except KeyError:  # a block made without some field: that field counts as null
-        return tuple(values.get(name) is None for name in cls.model_fields)
+def _nulls(block: Doc) -> tuple[bool, ...]:
+    # A document holds every field in its __dict__, in field order (p1daemon/reading/doc.py):
+    # which of them are null, all in C.
+    return tuple(map(_IS_NONE, block.__dict__.values()))
 
 
 def _shape(reading: MeterReading) -> tuple[Any, ...]:
