@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from p1daemon.daemon.hooks import ServiceHooks
+from p1daemon.daemon.timing import TICK_S
 from p1daemon.service.hooks import SystemdHooks
 from p1daemon.service.notify import Notifier, monotonic_usec, read_environment
 
@@ -159,6 +160,15 @@ def test_watchdog_fed_at_half_the_timeout_only_while_healthy(systemd: FakeSystem
     clock.now = 1200.0
     hooks.tick(healthy=True, status="ok")  # recovered: fed at once, it is long overdue
     assert systemd.pending() == [["WATCHDOG=1"]]
+
+
+def test_main_loop_wakes_every_five_seconds_under_the_shipped_watchdog() -> None:
+    """WatchdogSec=30 needs a ping every 15 s and STATUS goes out at most every 5 s:
+    waking the main loop every second only cost wake-ups."""
+    env = {"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "30000000"}
+    assert SystemdHooks.from_environment(env).tick_interval_s(TICK_S) == 5.0
+    env["WATCHDOG_USEC"] = "3000000"  # a short watchdog still gets its third
+    assert SystemdHooks.from_environment(env).tick_interval_s(TICK_S) == pytest.approx(1.0)
 
 
 def test_main_loop_tick_follows_a_short_watchdog() -> None:

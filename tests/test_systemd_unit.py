@@ -331,3 +331,10 @@ def test_watchdog_stack_dump_is_logged_at_err(
     assert any(text == "Fatal Python error: Aborted" for _, text in dump)
     assert any("stuck_main_loop" in text for _, text in dump)
     assert all(priority <= 3 for priority, _ in dump), dump  # err: `journalctl -p err` too
+
+
+def test_two_malloc_arenas(service: dict[str, list[str]]) -> None:
+    """glibc's arena per allocating thread keeps freed memory in one heap per thread;
+    two arenas keep the peak RSS down (measured in bench/bench_daemon.py)."""
+    variables = " ".join(service["Environment"]).split()
+    assert "MALLOC_ARENA_MAX=2" in variables

@@ -1,7 +1,7 @@
 """The daemon: one reader per meter, a sink, and a main loop that reports how it goes.
 
 The main thread only supervises. Readers run on their own threads; the main loop wakes
-about once a second to tell the service manager whether all is well (`hooks.tick`),
+every few seconds (`timing.TICK_S`) to tell the service manager whether all is well (`hooks.tick`),
 and reacts to signals: SIGTERM/SIGINT stop everything in order (readers first, so no
 reading is in flight, then the sink, which persists what it accepted), SIGHUP re-reads
 the configuration, restarts only the readers whose settings changed and hands the rest

@@ -15,7 +15,7 @@ class ServiceHooks(Protocol):
         """Config loaded, outbox open, readers started (broker and meters may still be away)."""
 
     def tick(self, *, healthy: bool, status: str) -> None:
-        """Called by the main loop about once a second.
+        """Called by the main loop every few seconds (more often for a short watchdog).
 
         `healthy` is True only when the loop turns and every reader is alive or actively
         reconnecting; the watchdog must be fed only then. `status` is one human line.

@@ -222,6 +222,10 @@ class BrokerLink:
         client.will_set(topics.status, "offline", qos=1, retain=True)
         # Only a fallback: our callbacks set the delay before each of paho's waits.
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(s.reconnect_max_delay_s)))
+        # The pipeline bounds what is in flight itself (its window, or the broker's receive
+        # maximum). paho's own limit (20) would queue the rest of that window and walk
+        # all of its messages on every PUBACK to find the next one to send.
+        client.max_inflight_messages_set(0)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect

@@ -86,14 +86,24 @@ class _Period:
     first: Sample | None = None  # the reading its sums run from (quarters only)
 
     def book(
-        self, deltas: Mapping[Key, Decimal], *, reset: bool, changed: bool, sample: Sample
+        self,
+        deltas: Mapping[Key, Decimal],
+        *,
+        reset: bool,
+        changed: bool,
+        sample: Sample,
+        sums: bool = True,
     ) -> None:
+        """`sums=False`: the flags and the last reading only (a day nobody reads the
+        sums of: the history's view makes no day documents)."""
         self.touched = True
         if reset:
             self.meter_replaced = True
-        sums = self.sums
-        for key, delta in deltas.items():
-            sums[key] = sums.get(key, _ZERO) + delta
+        if sums:
+            totals = self.sums
+            get = totals.get
+            for key, delta in deltas.items():
+                totals[key] = get(key, _ZERO) + delta
         if changed:
             self.registers_changed = True
         self.equipment_id = sample.equipment_id
@@ -144,7 +154,7 @@ class EnergyView:
         day_documents: bool = True,
     ) -> None:
         # day_documents=False: quarters only (the history sums days itself), which spares
-        # a document per closed quarter.
+        # a document per closed quarter and the day's sums (booked on every reading).
         self._day_documents = day_documents
         self.meter = meter
         self.role = role
@@ -188,7 +198,7 @@ class EnergyView:
         deltas, reset = self._deltas(prev, sample)
         if reset:
             out.replacement = (prev, sample)
-        changed = set(prev.registers) != set(sample.registers)
+        changed = prev.registers.keys() != sample.registers.keys()
         self._step(prev, sample, deltas, reset, changed, out)
         self._prev = sample
         assert self._quarter is not None
@@ -269,13 +279,23 @@ class EnergyView:
             and prev.equipment_id != sample.equipment_id
         ):
             return {}, True
-        hours = Decimal(repr((sample.at - prev.at).total_seconds())) / _SECONDS_PER_HOUR
-        ceiling = self._max_kw * hours + _JUMP_SLACK_KWH
+        before, after = prev.registers, sample.registers
+        # The usual case, the same registers in both: no set of the common keys to build.
+        keys = after.keys() if before.keys() == after.keys() else before.keys() & after.keys()
         deltas: dict[Key, Decimal] = {}
-        for key in prev.registers.keys() & sample.registers.keys():
-            delta = sample.registers[key] - prev.registers[key]
-            if delta < 0 or delta > ceiling:
+        ceiling: Decimal | None = None
+        for key in keys:
+            delta = after[key] - before[key]
+            if delta < _ZERO:
                 return {}, True
+            # The ceiling is at least the slack (the interval is never negative here), so
+            # it is only worked out (a Decimal division) for a jump larger than that.
+            if delta > _JUMP_SLACK_KWH:
+                if ceiling is None:
+                    hours = Decimal(repr((sample.at - prev.at).total_seconds())) / _SECONDS_PER_HOUR
+                    ceiling = self._max_kw * hours + _JUMP_SLACK_KWH
+                if delta > ceiling:
+                    return {}, True
             deltas[key] = delta
         return deltas, False
 
@@ -292,8 +312,8 @@ class EnergyView:
         assert quarter is not None and day is not None
         if quarter.start <= sample.at < quarter.end:
             # The usual case, one reading a second: no time-zone arithmetic needed.
-            for period in (quarter, day):
-                period.book(deltas, reset=reset, changed=changed, sample=sample)
+            quarter.book(deltas, reset=reset, changed=changed, sample=sample)
+            day.book(deltas, reset=reset, changed=changed, sample=sample, sums=self._day_documents)
             return
         start = quarter_start(sample.at, self._zone)
         next_one = start == quarter.end
@@ -301,8 +321,8 @@ class EnergyView:
         before = (quarter.end - prev.at).total_seconds()
         if next_one and not reset and after <= self._tolerance_s:
             # The later reading stands in for the boundary: book to the closing quarter.
-            for period in (quarter, day):
-                period.book(deltas, reset=False, changed=changed, sample=sample)
+            quarter.book(deltas, reset=False, changed=changed, sample=sample)
+            day.book(deltas, reset=False, changed=changed, sample=sample, sums=self._day_documents)
             self._close_quarter(out)
             self._open(start, sample, start_missing=False, out=out)
         elif next_one and not reset and before <= self._tolerance_s:
@@ -311,7 +331,9 @@ class EnergyView:
             self._open(start, prev, start_missing=False, out=out)
             assert self._quarter is not None
             self._quarter.book(deltas, reset=False, changed=changed, sample=sample)
-            self._running_day().book(deltas, reset=False, changed=changed, sample=sample)
+            self._running_day().book(
+                deltas, reset=False, changed=changed, sample=sample, sums=self._day_documents
+            )
         else:
             self._gap(prev, sample, start, deltas, reset, changed, out)
         if self._day_documents:
@@ -340,7 +362,7 @@ class EnergyView:
         self._close_quarter(out)
         if local_date(sample.at, self._zone) == local_date(day.start, self._zone):
             # Both ends inside this day: the day's total stays exact.
-            day.book(deltas, reset=reset, changed=changed, sample=sample)
+            day.book(deltas, reset=reset, changed=changed, sample=sample, sums=self._day_documents)
             day.gaps.append(gap)
         self._open(start, sample, start_missing=True, out=out, gap=gap)
 
@@ -394,8 +416,11 @@ class EnergyView:
     # -- documents -------------------------------------------------------------------------
 
     def current_day(self) -> DayDoc | None:
-        """The running day so far (not final), e.g. for a dashboard that just connected."""
-        return None if self._day is None else self._day_doc(self._day, final=False)
+        """The running day so far (not final), e.g. for a dashboard that just connected;
+        None without day documents (its sums are not kept)."""
+        if self._day is None or not self._day_documents:
+            return None
+        return self._day_doc(self._day, final=False)
 
     def _quarter_doc(self, period: _Period) -> QuarterDoc:
         return QuarterDoc(
