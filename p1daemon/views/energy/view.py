@@ -84,6 +84,9 @@ class _Period:
     quarters: int = 0
     last: Sample | None = None  # the reading its sums run up to
     first: Sample | None = None  # the reading its sums run from (quarters only)
+    # False for a day nobody reads the sums of (the history's view makes no day
+    # documents): booking then keeps the flags and the last reading only.
+    keeps_sums: bool = True
 
     def book(
         self,
@@ -92,14 +95,11 @@ class _Period:
         reset: bool,
         changed: bool,
         sample: Sample,
-        sums: bool = True,
     ) -> None:
-        """`sums=False`: the flags and the last reading only (a day nobody reads the
-        sums of: the history's view makes no day documents)."""
         self.touched = True
         if reset:
             self.meter_replaced = True
-        if sums:
+        if self.keeps_sums:
             totals = self.sums
             get = totals.get
             for key, delta in deltas.items():
@@ -219,6 +219,7 @@ class EnergyView:
             sample.at != day_start,
             last=sample,
             equipment_id=sample.equipment_id,
+            keeps_sums=self._day_documents,
         )
         self._prev = sample
 
@@ -313,7 +314,7 @@ class EnergyView:
         if quarter.start <= sample.at < quarter.end:
             # The usual case, one reading a second: no time-zone arithmetic needed.
             quarter.book(deltas, reset=reset, changed=changed, sample=sample)
-            day.book(deltas, reset=reset, changed=changed, sample=sample, sums=self._day_documents)
+            day.book(deltas, reset=reset, changed=changed, sample=sample)
             return
         start = quarter_start(sample.at, self._zone)
         next_one = start == quarter.end
@@ -322,7 +323,7 @@ class EnergyView:
         if next_one and not reset and after <= self._tolerance_s:
             # The later reading stands in for the boundary: book to the closing quarter.
             quarter.book(deltas, reset=False, changed=changed, sample=sample)
-            day.book(deltas, reset=False, changed=changed, sample=sample, sums=self._day_documents)
+            day.book(deltas, reset=False, changed=changed, sample=sample)
             self._close_quarter(out)
             self._open(start, sample, start_missing=False, out=out)
         elif next_one and not reset and before <= self._tolerance_s:
@@ -331,9 +332,7 @@ class EnergyView:
             self._open(start, prev, start_missing=False, out=out)
             assert self._quarter is not None
             self._quarter.book(deltas, reset=False, changed=changed, sample=sample)
-            self._running_day().book(
-                deltas, reset=False, changed=changed, sample=sample, sums=self._day_documents
-            )
+            self._running_day().book(deltas, reset=False, changed=changed, sample=sample)
         else:
             self._gap(prev, sample, start, deltas, reset, changed, out)
         if self._day_documents:
@@ -362,7 +361,7 @@ class EnergyView:
         self._close_quarter(out)
         if local_date(sample.at, self._zone) == local_date(day.start, self._zone):
             # Both ends inside this day: the day's total stays exact.
-            day.book(deltas, reset=reset, changed=changed, sample=sample, sums=self._day_documents)
+            day.book(deltas, reset=reset, changed=changed, sample=sample)
             day.gaps.append(gap)
         self._open(start, sample, start_missing=True, out=out, gap=gap)
 
@@ -382,7 +381,12 @@ class EnergyView:
             day_start, day_end = day_bounds(local_date(start, self._zone), self._zone)
             # The new day's own start is missing when data resumed after a gap that began
             # in an earlier day, or when the first quarter's start is missing.
-            new_day = _Period(day_start, day_end, start_missing or start != day_start)
+            new_day = _Period(
+                day_start,
+                day_end,
+                start_missing or start != day_start,
+                keeps_sums=self._day_documents,
+            )
             new_day.last = opening
             if gap is not None:
                 new_day.gaps.append(gap)
@@ -517,7 +521,7 @@ class EnergyView:
             return False
         if not day_start <= prev.at < day_end:
             return False
-        day = _Period(day_start, day_end, doc.start_missing)
+        day = _Period(day_start, day_end, doc.start_missing, keeps_sums=self._day_documents)
         day.sums = totals_of(doc.import_, doc.export)
         day.end_missing = doc.end_missing
         day.meter_replaced = doc.meter_replaced
