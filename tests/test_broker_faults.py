@@ -126,7 +126,12 @@ def test_a_broker_restart_costs_about_a_second_not_several(
     assert delay < 2.5, f"reconnected {delay:.2f} s after the broker was back"
     assert failures_while_down <= 10  # about one attempt a second: not hammering it
     lost = warnings_with(caplog, "lost the connection")
-    assert lost and "the broker closed the connection" in lost[0], lost
+    # A stopping mosquitto closes the connection, or (when paho was writing just then,
+    # seen under load) the kernel resets it: either way the cause is named.
+    assert lost and (
+        "the broker closed the connection" in lost[0]
+        or "connection reset by peer" in lost[0].lower()
+    ), lost
     assert "Unspecified error" not in lost[0]
 
 
