@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_startup.py                 # everything (about a minute)
     .venv/bin/python bench/bench_startup.py --startup-only  # the three commands only
     .venv/bin/python bench/bench_startup.py --runs 9 --telegrams 50000
+    .venv/bin/python bench/bench_startup.py --daemon-only --before /tmp/old  # side by side
 
 Every figure is a whole process, measured from outside with the kernel's own accounting
 (`os.wait4` rusage: user + system CPU, peak resident memory ru_maxrss) and a monotonic
@@ -26,6 +27,12 @@ clock for the wall time:
    RSS once settled, its threads and its wake-ups (voluntary + involuntary context
    switches of all its threads) over `--idle-s` seconds. Goal: <= 33 MB.
 
+The daemon has no outside baseline (dsmr-parser parses, it does not publish), so its rows
+compare with an earlier checkout: `--before DIR` (e.g. `git archive <commit> | tar -x -C
+DIR`) runs that tree's daemon with this venv, round by round with the tree measured
+(`--daemon-runs`, medians), and adds a column and a ratio. The CPU row also says how much
+of it is user space; the rest is system calls (sockets, futexes of thread hand-offs).
+
 The Pi Zero 2 W row is a projection, not a measurement: its Cortex-A53 core runs this
 kind of pure-Python work about 5-10x slower than this machine's (the factor issue 16
 gives), so CPU and wall figures are multiplied by 5 and 10; memory stays about the same
@@ -46,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +79,24 @@ GOAL_CPU_MS = 0.12
 GOAL_PEAK_MB = 36.0
 GOAL_IDLE_MB = 33.0
 PI_ZERO_2W_FACTORS = (5, 10)
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """One checkout's p1daemon, run with this venv (same interpreter and dependencies)."""
+
+    label: str
+    command: list[str]
+    env: dict[str, str] | None
+    cwd: Path
+
+
+def tree_at(path: Path, label: str) -> Tree:
+    root = path.resolve()
+    return Tree(label, [str(PYTHON), "-c", _ENTRY], {**os.environ, "PYTHONPATH": str(root)}, root)
+
+
+THIS_TREE = Tree("p1daemon", [str(P1DAEMON)], None, REPO)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,13 +196,31 @@ def _kb(value: str) -> float:
     return int(value.split()[0]) / 1024
 
 
-def flat_out(config: Path) -> tuple[float, float, float]:
+@dataclass(frozen=True, slots=True)
+class Finite:
+    """One finite run of the daemon: CPU (user and system), peak RSS, wall clock."""
+
+    user_s: float
+    system_s: float
+    peak_mb: float
+    wall_s: float
+
+    @property
+    def cpu_s(self) -> float:
+        return self.user_s + self.system_s
+
+
+def _start(tree: Tree, config: Path) -> subprocess.Popen[bytes]:
+    command = [*tree.command, "run", "--config", str(config), "--log-level", "warning"]
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=tree.env, cwd=tree.cwd
+    )
+
+
+def flat_out(tree: Tree, config: Path) -> Finite:
     """CPU seconds, peak RSS in MB and wall seconds of a finite run."""
     started = time.perf_counter()
-    command = [*P1, "run", "--config", str(config), "--log-level", "warning"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=CWD
-    )
+    process = _start(tree, config)
     peak = 0.0
     while True:
         pid, status, usage = os.wait4(process.pid, os.WNOHANG)
@@ -189,7 +233,7 @@ def flat_out(config: Path) -> tuple[float, float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"p1daemon run exited with {process.returncode}")
-    return usage.ru_utime + usage.ru_stime, peak, wall
+    return Finite(usage.ru_utime, usage.ru_stime, peak, wall)
 
 
 def _switches(pid: int) -> int:
@@ -205,12 +249,9 @@ def _switches(pid: int) -> int:
     return total
 
 
-def idle(config: Path, settle_s: float, idle_s: float) -> tuple[float, int, int]:
+def idle(tree: Tree, config: Path, settle_s: float, idle_s: float) -> tuple[float, int, int]:
     """RSS in MB, threads and wake-ups over `idle_s` of a daemon with nothing to read."""
-    command = [*P1, "run", "--config", str(config), "--log-level", "warning"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, cwd=CWD
-    )
+    process = _start(tree, config)
     try:
         time.sleep(settle_s)
         if process.poll() is not None:
@@ -275,10 +316,27 @@ def startup_rows(runs: int) -> list[str]:
     return rows
 
 
-def daemon_rows(telegrams: int, capture: Path, idle_s: float) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class DaemonFigures:
+    """One tree's daemon rows: medians over `runs` interleaved rounds."""
+
+    cpu_ms: float  # per telegram, the empty run's CPU subtracted
+    user_share: float  # of that CPU, the part in user space (the rest: system calls)
+    fixed_ms: float
+    per_s: float
+    peak_mb: float
+    idle_mb: float
+    threads: int
+    woke_per_s: float
+
+
+def _measure_daemons(
+    trees: list[Tree], runs: int, telegrams: int, capture: Path, idle_s: float
+) -> tuple[int, list[DaemonFigures]]:
+    """Every tree's runs interleaved round by round, so a drift of the machine hits all alike."""
     mosquitto = shutil.which("mosquitto")
-    if mosquitto is None:
-        return ["daemon: skipped, mosquitto is not installed (apt-get install mosquitto)"]
+    assert mosquitto is not None
+    samples: list[list[tuple[Finite, Finite, tuple[float, int, int]]]] = [[] for _ in trees]
     with tempfile.TemporaryDirectory(prefix="p1bench-") as tmp:
         work = Path(tmp)
         replay = work / "capture.txt"
@@ -296,33 +354,89 @@ def daemon_rows(telegrams: int, capture: Path, idle_s: float) -> list[str]:
             time.sleep(0.3)
             empty = work / "empty.txt"
             empty.write_bytes(b"")
-            fixed_cpu, _, _ = flat_out(daemon_config(work, "empty", empty, port, 0))
-            cpu, peak, wall = flat_out(daemon_config(work, "flat", replay, port, 0))
-            idle_rss, threads, woke = idle(
-                daemon_config(work, "idle", ONE_TELEGRAM, port, 3600), 3.0, idle_s
-            )
+            made = 0
+
+            def config(name: str, source: Path, interval_s: float) -> Path:
+                nonlocal made
+                made += 1
+                return daemon_config(work, f"{name}{made}", source, port, interval_s)
+
+            for _ in range(runs):
+                for tree, kept in zip(trees, samples, strict=True):
+                    fixed = flat_out(tree, config("empty", empty, 0))
+                    flat = flat_out(tree, config("flat", replay, 0))
+                    still = idle(tree, config("idle", ONE_TELEGRAM, 3600), 3.0, idle_s)
+                    kept.append((fixed, flat, still))
         finally:
             broker.terminate()
             broker.wait(5)
-    per_ms = (cpu - fixed_cpu) / count * 1000
+    figures = []
+    for kept in samples:
+        median = statistics.median
+        added = [flat.cpu_s - fixed.cpu_s for fixed, flat, _ in kept]
+        user = [flat.user_s - fixed.user_s for fixed, flat, _ in kept]
+        figures.append(
+            DaemonFigures(
+                cpu_ms=median(added) / count * 1000,
+                user_share=median(u / max(a, 1e-9) for u, a in zip(user, added, strict=True)),
+                fixed_ms=median(fixed.cpu_s for fixed, _, _ in kept) * 1000,
+                per_s=median(count / flat.wall_s for _, flat, _ in kept),
+                peak_mb=median(flat.peak_mb for _, flat, _ in kept),
+                idle_mb=median(still[0] for _, _, still in kept),
+                threads=max(still[1] for _, _, still in kept),
+                woke_per_s=median(still[2] for _, _, still in kept) / idle_s,
+            )
+        )
+    return count, figures
+
+
+def daemon_rows(
+    trees: list[Tree], runs: int, telegrams: int, capture: Path, idle_s: float
+) -> list[str]:
+    """The daemon rows of the tree measured and, with `--before`, the same rows of another.
+
+    The daemon has no outside baseline (dsmr-parser does not publish), so the comparison
+    is with an earlier checkout, in the same run.
+    """
+    if shutil.which("mosquitto") is None:
+        return ["daemon: skipped, mosquitto is not installed (apt-get install mosquitto)"]
+    count, figures = _measure_daemons(trees, runs, telegrams, capture, idle_s)
+    now = figures[0]
+    then = figures[1] if len(figures) > 1 else None
     low, high = PI_ZERO_2W_FACTORS
+
+    def row(name: str, unit: str, of: Callable[[DaemonFigures], float], goal: str = "") -> str:
+        spec = f"{{:.{unit[0]}f}}{unit[1:]}"
+        base, ratio = "", ""
+        if then is not None:
+            base = spec.format(of(then))
+            ratio = f"{of(now) / max(of(then), 1e-9):.2f}x"
+        return _row(name, spec.format(of(now)), base, ratio, goal)
+
+    header = "before" if then is not None else ""
     return [
-        _row("daemon (discovery, energy, history on)", "p1daemon", "", "", "goal"),
-        _row(f"CPU per telegram, {count:,} flat out", f"{per_ms:.3f} ms", "", "", "<= 0.12"),
-        _row("  start-up and stop, not counted above", f"{fixed_cpu * 1000:.0f} ms"),
+        _row(
+            f"daemon (discovery, energy, history on), median of {runs}",
+            "p1daemon",
+            header,
+            "ratio" if then else "",
+            "goal",
+        ),
+        row(f"CPU per telegram, {count:,} flat out", "3 ms", lambda f: f.cpu_ms, "<= 0.12"),
+        row("  of it in user space", "0 %", lambda f: f.user_share * 100),
+        row("  start-up and stop, not counted above", "0 ms", lambda f: f.fixed_ms),
         _row(
             "  Pi Zero 2 W projection",
-            f"{per_ms * low:.2f}-{per_ms * high:.2f} ms",
+            f"{now.cpu_ms * low:.2f}-{now.cpu_ms * high:.2f} ms",
             "",
             "",
             "(x5-x10)",
         ),
-        _row("throughput (wall clock)", f"{count / wall:,.0f} /s"),
-        _row("peak RSS flat out (VmHWM)", f"{peak:.1f} MB", "", "", "<= 36 MB"),
-        _row("idle RSS (one telegram an hour)", f"{idle_rss:.1f} MB", "", "", "<= 33 MB"),
-        _row("idle threads", f"{threads}"),
-        _row(f"idle wake-ups (context switches, {idle_s:.0f} s)", f"{woke}"),
-        _row("  per second", f"{woke / idle_s:.1f} /s"),
+        row("throughput (wall clock)", "0 /s", lambda f: f.per_s),
+        row("peak RSS flat out (VmHWM)", "1 MB", lambda f: f.peak_mb, "<= 36 MB"),
+        row("idle RSS (one telegram an hour)", "1 MB", lambda f: f.idle_mb, "<= 33 MB"),
+        row("idle threads", "0", lambda f: f.threads),
+        row(f"idle wake-ups per second (over {idle_s:.0f} s)", "1 /s", lambda f: f.woke_per_s),
     ]
 
 
@@ -375,8 +489,14 @@ def main() -> int:
     args.add_argument("--startup-only", action="store_true")
     args.add_argument("--daemon-only", action="store_true")
     args.add_argument("--tree", type=Path, help="measure the p1daemon package in this checkout")
+    args.add_argument(
+        "--before", type=Path, help="also run the daemon rows of this checkout, interleaved"
+    )
+    args.add_argument("--daemon-runs", type=int, default=3, help="rounds of the daemon rows")
     options = args.parse_args()
+    measured = THIS_TREE
     if options.tree is not None:
+        measured = tree_at(options.tree, "p1daemon")
         global ENV, CWD
         CWD = options.tree.resolve()
         P1[:] = [str(PYTHON), "-c", _ENTRY]
@@ -398,7 +518,13 @@ def main() -> int:
         if not options.capture.exists():
             print(f"bench_startup: no capture at {options.capture} (--capture PATH)")
             return 2
-        rows += daemon_rows(options.telegrams, options.capture, options.idle_s)
+        trees = [measured]
+        if options.before is not None:
+            trees.append(tree_at(options.before, "before"))
+            print(f"before: {options.before.resolve()}")
+        rows += daemon_rows(
+            trees, options.daemon_runs, options.telegrams, options.capture, options.idle_s
+        )
     print("\n".join(rows))
     return 0
 
