@@ -39,6 +39,7 @@ from p1daemon.daemon.processor import (
     ReportsHealth,
     ServesTelegrams,
     Subscribes,
+    Telegram,
     WantsTelegrams,
 )
 from p1daemon.daemon.sink import ReportsStatus
@@ -151,10 +152,11 @@ class Dispatcher:
         self._worker = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._worker.start()
 
-    def submit(self, reading: MeterReading, raw: bytes | None = None) -> None:
+    def submit(self, reading: MeterReading, raw: Telegram | None = None) -> None:
         """One accepted reading, from any reader thread; once this returns it is delivered
         to every output (which owns it from then on) and seen by every processor. `raw`:
-        the telegram's bytes, for the outputs that serve them (`ServesTelegrams`)."""
+        the telegram, for the outputs that serve its bytes (`ServesTelegrams`) when it
+        comes as bytes, and for the processors keeping telegrams (`WantsTelegrams`)."""
         for make_room in self._room:  # back-pressure, outside the lock
             make_room()
         now = self._clock()
@@ -164,8 +166,9 @@ class Dispatcher:
             for output in self.outputs:
                 output.on_reading(reading)
             if raw is not None:
-                for served in self._telegram_outputs:
-                    served.on_telegram(reading.meter, raw)
+                if type(raw) is bytes:  # a frame: a meter that is not served
+                    for served in self._telegram_outputs:
+                        served.on_telegram(reading.meter, raw)
                 for keeper in self._telegram_processors:
                     try:
                         keeper.on_telegram(reading.meter, raw)

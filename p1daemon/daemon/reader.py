@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from p1daemon.config.model import MeterConfig
 from p1daemon.daemon.backoff import Backoff
+from p1daemon.daemon.processor import wire_bytes as wire_bytes  # re-exported
 from p1daemon.daemon.sink import ReadingSink, WantsRaw
 from p1daemon.daemon.stats import MeterStats
 from p1daemon.frame.decoder import TelegramDecoder
@@ -40,13 +41,6 @@ STALL_LIMIT_S = 15.0
 SourceFactory = Callable[[MeterConfig], ByteSource]
 
 _Event = Reading | tuple[Reading, Frame] | Dropped
-
-
-def wire_bytes(frame: Frame) -> bytes:
-    """The telegram as it travelled: '/' .. '!', the CRC in upper-case hex as P1 writes
-    it, CR LF. What a served client (ser2net raw-mode style) expects to receive."""
-    crc = b"" if frame.crc is None else b"%04X" % frame.crc
-    return frame.body + crc + b"\r\n"
 
 
 class _Silent(Exception):
@@ -86,8 +80,10 @@ class MeterReader:
         self._last_error: str | None = None
         self._watch_silence = meter.source_spec.kind is not SourceKind.REPLAY
         # Only a served meter (p1daemon.serve), or one whose telegrams a processor keeps
-        # as evidence (the history), keeps each telegram's bytes for the sink.
+        # as evidence (the history), keeps each telegram for the sink: a served one's
+        # bytes, a kept one's frame (the keeper makes bytes of the few it keeps).
         self._serving = meter.serve is not None
+        self._served = meter.serve is not None
         # Outlives every connection: a meter that has sent CRCs must keep sending them.
         self._crc_memory = CrcMemory()
 
@@ -278,8 +274,10 @@ class MeterReader:
         )
         if frame is None:
             self._sink.submit(meter_reading)
-        else:
+        elif self._served:
             self._sink.submit(meter_reading, wire_bytes(frame))
+        else:
+            self._sink.submit(meter_reading, frame)
         self.stats.count_accepted(received_at)
 
     def _note_line_settings(self, source: ByteSource) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from p1daemon.daemon.processor import Document
+from p1daemon.daemon.processor import Document, Telegram
 from p1daemon.reading.meter import MeterReading
 from p1daemon.views.energy.settings import SiteSettings
 from p1daemon.views.energy.tracker import MeterSpec
@@ -57,7 +57,7 @@ class HistoryProcessor:
         self.writer = HistoryWriter(settings, settings.file, on_commit=self._committed)
         self._lock = threading.Lock()
         self._outgoing: dict[str, bytes] = {}
-        self._raw: dict[str, bytes] = {}  # meter -> its newest telegram (a reference)
+        self._raw: dict[str, Telegram] = {}  # meter -> its newest telegram (a reference)
 
     @classmethod
     def from_config(cls, config: Config) -> HistoryProcessor:
@@ -82,14 +82,14 @@ class HistoryProcessor:
     def wants_telegrams(self, meter: str) -> bool:
         return meter in self._meters
 
-    def on_telegram(self, meter: str, raw: bytes) -> None:
+    def on_telegram(self, meter: str, raw: Telegram) -> None:
         self._raw[meter] = raw
 
     def on_reading(self, reading: MeterReading, now: datetime) -> Sequence[Document]:
         rows = self.recorder.feed(reading, self._raw.pop(reading.meter, None))
         if rows:
             self.writer.submit(rows)
-        return self._drain()
+        return self._drain() if self._outgoing else ()
 
     def on_tick(self, now: datetime) -> Sequence[Document]:
         return self._drain()
