@@ -176,6 +176,29 @@ class WantsTelegrams(Protocol):
 
 
 @runtime_checkable
+class TicksWhenDue(Protocol):
+    """A processor that says when its `on_tick` has work, so that an idle daemon's
+    dispatcher sleeps until then instead of waking every second. A processor without
+    it is ticked about once a second, as the `Processor` protocol says."""
+
+    def tick_due(self, now: datetime) -> float | None:
+        """Seconds from `now` until `on_tick` has something to do (0 or less: at once);
+        None: nothing until a reading or an event changes that. After `on_tick(now)` it
+        must be later than `now`. Asked under the dispatcher's lock after every round,
+        and at least once a second while readings come (they change what is due)."""
+        ...
+
+
+@runtime_checkable
+class RequestsTicks(Protocol):
+    """A processor whose own thread makes work for `on_tick` (the history's month
+    documents, made after each commit): it is given a callable, once, that wakes the
+    dispatcher's worker at once (thread-safe, never blocks) to ask `tick_due` again."""
+
+    def set_tick_request(self, request: Callable[[], None]) -> None: ...
+
+
+@runtime_checkable
 class HasBackPressure(Protocol):
     """An output that may make a fast producer wait (before the dispatcher's lock)."""
 
@@ -217,9 +240,11 @@ __all__ = [
     "Processor",
     "Reloadable",
     "ReportsHealth",
+    "RequestsTicks",
     "ServesTelegrams",
     "Subscribes",
     "Telegram",
+    "TicksWhenDue",
     "WantsTelegrams",
     "telegram_bytes",
     "wire_bytes",
