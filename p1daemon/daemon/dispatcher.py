@@ -181,7 +181,7 @@ class Dispatcher:
             for output in self.outputs:
                 output.on_reading(reading)
             if raw is not None:
-                if type(raw) is bytes:  # a frame: a meter that is not served
+                if type(raw) is bytes:  # a served meter's (a frame is only to be kept)
                     for served in self._telegram_outputs:
                         served.on_telegram(reading.meter, raw)
                 for keeper in self._telegram_processors:
@@ -320,6 +320,9 @@ class Dispatcher:
         while not self._stopping.is_set():
             self._last_round = time.monotonic()
             wait = self._tick_s
+            # Cleared before the round, not after the wait: a wake-up (an event, a tick
+            # request) that comes during the round makes another round, never is lost.
+            self._wake.clear()
             try:
                 self._handle_events()
                 wait = self._tick_round()
@@ -329,7 +332,6 @@ class Dispatcher:
             if self._fed:  # a reading came meanwhile: ask again soon
                 wait = min(wait, self._tick_s)
             self._wake.wait(max(0.0, wait))
-            self._wake.clear()
 
     def _tick_round(self) -> float:
         """Tick the processors that are due; seconds until the next one is."""

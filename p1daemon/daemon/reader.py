@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 from p1daemon.config.model import MeterConfig
 from p1daemon.daemon.backoff import Backoff
@@ -228,14 +229,15 @@ class MeterReader:
             stream.feed_framed if self._serving else stream.feed
         )
         last_valid = self._clock()
-        longest = self._read_timeout
-        if isinstance(source, Interruptible) and source.interruptible:
-            longest = max(longest, IDLE_READ_TIMEOUT_S)
+        interruptible = isinstance(source, Interruptible)
+        longest = max(self._read_timeout, IDLE_READ_TIMEOUT_S)
         silence_s = meter.silence_timeout_s
         try:
             while not self._stop.is_set():
                 now = self._last_turn = self._clock()
-                timeout = longest
+                # Asked every time: a serial port finding its settings reads briefly.
+                long_reads = interruptible and cast(Interruptible, source).interruptible
+                timeout = longest if long_reads else self._read_timeout
                 if self._watch_silence:  # wake when the silence timeout runs out
                     timeout = min(timeout, max(0.0, last_valid + silence_s - now))
                 data = source.read(timeout)

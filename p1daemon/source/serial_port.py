@@ -120,8 +120,10 @@ class SerialSource:
 
     @property
     def interruptible(self) -> bool:
-        """A local tty (pyserial's POSIX port can cancel a read); not an RFC 2217 port."""
-        return callable(getattr(self._port, "cancel_read", None))
+        """A local tty (pyserial's POSIX port can cancel a read; an RFC 2217 port
+        cannot) whose settings are known: finding them takes short reads (the
+        detector's clock turns with them)."""
+        return self._locked is not None and callable(getattr(self._port, "cancel_read", None))
 
     def interrupt(self) -> None:
         self._interrupted = True
