@@ -8,9 +8,13 @@
 For each reading, on the reader's thread and under one lock (so readings of one meter
 keep their order and a record follows the reading that produced it): every output gets
 the reading, then every processor, and every output gets what each processor made of it.
-A worker of the dispatcher's own gives the processors their tick (about once a second)
-and the outputs' input events (a broker connection, Home Assistant's `online`), so none
-of that runs on an output's thread or waits for a reader.
+A worker of the dispatcher's own gives the processors their tick and the outputs' input
+events (a broker connection, Home Assistant's `online`), so none of that runs on an
+output's thread or waits for a reader. A processor is ticked about once a second, or,
+when it says when its tick has work (`TicksWhenDue`), only on those beats when it has:
+an idle daemon's worker sleeps until the earliest such time (at most `IDLE_WAIT_S`),
+and asks again at least once a second while readings come, since they change what is
+due. One whose thread made work for its tick (`RequestsTicks`) is ticked at once.
 
 A processor that raises is logged (once, then every 10,000th time) and counted in
 `failures`; the reading is already with the outputs and the other processors still get
@@ -37,8 +41,11 @@ from p1daemon.daemon.processor import (
     Output,
     Processor,
     ReportsHealth,
+    RequestsTicks,
     ServesTelegrams,
     Subscribes,
+    Telegram,
+    TicksWhenDue,
     WantsTelegrams,
 )
 from p1daemon.daemon.sink import ReportsStatus
@@ -50,6 +57,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("p1daemon.dispatch")
 
 TICK_S = 1.0
+IDLE_WAIT_S = 10.0
+"""The longest the worker sleeps: `healthy` expects a round at least every 30 s."""
 _LOG_EVERY = 10_000
 
 
@@ -95,6 +104,12 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
         self._last_round = time.monotonic()
+        # Set by `submit`: readings came since the worker's last round (it asks every
+        # `TicksWhenDue` again within a second). `_sleeping_long`: the worker sleeps
+        # longer than a tick, so a reading wakes it (what is due may have changed).
+        self._fed = False
+        self._sleeping_long = False
+        self._next_tick = 0.0  # of the processors without `tick_due` (monotonic)
         self._closed = False
         self.broker_connected = False  # as the outputs last reported it
         self.failures: dict[str, int] = {}  # processor name -> calls that raised
@@ -148,13 +163,15 @@ class Dispatcher:
         with self.lock:
             for processor in self._processors:
                 self._deliver(self._call(processor, "start", processor.start))
+                self._give_tick_request(processor)
         self._worker = threading.Thread(target=self._run, name="dispatcher", daemon=True)
         self._worker.start()
 
-    def submit(self, reading: MeterReading, raw: bytes | None = None) -> None:
+    def submit(self, reading: MeterReading, raw: Telegram | None = None) -> None:
         """One accepted reading, from any reader thread; once this returns it is delivered
         to every output (which owns it from then on) and seen by every processor. `raw`:
-        the telegram's bytes, for the outputs that serve them (`ServesTelegrams`)."""
+        the telegram, for the outputs that serve its bytes (`ServesTelegrams`) when it
+        comes as bytes, and for the processors keeping telegrams (`WantsTelegrams`)."""
         for make_room in self._room:  # back-pressure, outside the lock
             make_room()
         now = self._clock()
@@ -164,8 +181,9 @@ class Dispatcher:
             for output in self.outputs:
                 output.on_reading(reading)
             if raw is not None:
-                for served in self._telegram_outputs:
-                    served.on_telegram(reading.meter, raw)
+                if type(raw) is bytes:  # a served meter's (a frame is only to be kept)
+                    for served in self._telegram_outputs:
+                        served.on_telegram(reading.meter, raw)
                 for keeper in self._telegram_processors:
                     try:
                         keeper.on_telegram(reading.meter, raw)
@@ -181,6 +199,10 @@ class Dispatcher:
                     continue
                 if documents:
                     self._deliver(documents)
+            self._fed = True
+            if self._sleeping_long:
+                self._sleeping_long = False
+                self._wake.set()
 
     def wants_telegrams(self, meter: str) -> bool:
         """Does any processor keep `meter`'s telegrams (`WantsTelegrams`)? Asked by its
@@ -257,6 +279,7 @@ class Dispatcher:
             if id(processor) in known:
                 continue
             self._deliver(self._call(processor, "start", processor.start))
+            self._give_tick_request(processor)
             if self.broker_connected:
                 self._event_to(processor, BrokerConnected())
 
@@ -293,23 +316,67 @@ class Dispatcher:
     # -- internals ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        next_tick = time.monotonic() + self._tick_s
+        self._next_tick = time.monotonic() + self._tick_s
         while not self._stopping.is_set():
             self._last_round = time.monotonic()
+            wait = self._tick_s
+            # Cleared before the round, not after the wait: a wake-up (an event, a tick
+            # request) that comes during the round makes another round, never is lost.
+            self._wake.clear()
             try:
                 self._handle_events()
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + self._tick_s
-                    now = self._clock()
-                    with self.lock:
-                        if self._closed:
-                            return
-                        for processor in self._processors:
-                            self._deliver(self._call(processor, "tick", processor.on_tick, now))
+                wait = self._tick_round()
             except Exception:  # a bug here must not end the ticks
                 log.exception("dispatcher round failed; retrying")
-            self._wake.wait(max(0.0, next_tick - time.monotonic()))
-            self._wake.clear()
+            self._sleeping_long = wait > self._tick_s
+            if self._fed:  # a reading came meanwhile: ask again soon
+                wait = min(wait, self._tick_s)
+            self._wake.wait(max(0.0, wait))
+
+    def _tick_round(self) -> float:
+        """Tick the processors that are due; seconds until the next one is."""
+        mono = time.monotonic()
+        every_second = mono >= self._next_tick  # processors without `tick_due`
+        if every_second:
+            self._next_tick = mono + self._tick_s
+        wait = IDLE_WAIT_S
+        now = self._clock()
+        with self.lock:
+            if self._closed:
+                return wait
+            self._fed = False
+            for processor in self._processors:
+                if not isinstance(processor, TicksWhenDue):
+                    if every_second:
+                        self._deliver(self._call(processor, "tick", processor.on_tick, now))
+                    wait = min(wait, self._next_tick - mono)
+                    continue
+                # Ticked on the once-a-second beat when due (as often as before, never
+                # more); one that asked for a tick (`RequestsTicks`) as soon as it is due.
+                asked = isinstance(processor, RequestsTicks)
+                due = self._due(processor, now)
+                if due is not None and due <= 0 and (every_second or asked):
+                    self._deliver(self._call(processor, "tick", processor.on_tick, now))
+                    due = self._due(processor, now)
+                    if due is not None and due <= 0:  # not moved on: once a second then
+                        due = self._tick_s
+                if due is not None:
+                    wait = min(wait, due if asked else max(due, self._next_tick - mono))
+        return wait
+
+    def _due(self, processor: TicksWhenDue, now: datetime) -> float | None:
+        try:
+            return processor.tick_due(now)
+        except Exception:
+            self._failed(cast(Processor, processor), "", "in tick_due")
+            return self._tick_s
+
+    def _give_tick_request(self, processor: Processor) -> None:
+        if isinstance(processor, RequestsTicks):
+            try:
+                processor.set_tick_request(self._wake.set)
+            except Exception:
+                self._failed(processor, "", "in set_tick_request")
 
     def _handle_events(self) -> None:
         while True:

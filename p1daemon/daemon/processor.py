@@ -25,10 +25,30 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from p1daemon.frame.events import Frame
 from p1daemon.reading.meter import MeterReading
 
 if TYPE_CHECKING:
     from p1daemon.config.model import Config
+
+Telegram = bytes | Frame
+"""An accepted telegram as readers hand it on: its bytes as they travelled (a served
+meter's: every one is sent on), or the frame they are made from (a meter whose
+telegrams only a processor keeping evidence wants: it makes the bytes, with
+`telegram_bytes`, for the few telegrams it keeps, instead of the reader for all)."""
+
+
+def wire_bytes(frame: Frame) -> bytes:
+    """The telegram as it travelled: '/' .. '!', the CRC in upper-case hex as P1 writes
+    it, CR LF. What a served client (ser2net raw-mode style) expects to receive, and
+    what the history keeps as evidence."""
+    crc = b"" if frame.crc is None else b"%04X" % frame.crc
+    return frame.body + crc + b"\r\n"
+
+
+def telegram_bytes(telegram: Telegram) -> bytes:
+    """The bytes of a `Telegram`, whichever form it came in."""
+    return telegram if isinstance(telegram, bytes) else wire_bytes(telegram)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +154,48 @@ class ServesTelegrams(Protocol):
     """An output that wants each accepted telegram's bytes (the TCP fan-out): `raw` as
     the daemon accepted it (CRC-valid; a Smarty meter's plaintext). Called right after
     the reading went to every output, under the dispatcher's lock: it must only enqueue.
-    Readers pass the bytes only for meters with `serve` set, so nobody else pays for them."""
+    Readers pass the bytes only for meters with `serve` set, so nobody else pays for them
+    (the telegrams of a meter that is only kept as evidence come as frames: not served)."""
 
     def on_telegram(self, meter: str, raw: bytes) -> None: ...
 
 
 @runtime_checkable
 class WantsTelegrams(Protocol):
-    """A processor that keeps telegrams as evidence (the settlement history): `raw` as
-    `ServesTelegrams` gets it, handed over right before `on_reading` of the same reading,
-    under the dispatcher's lock. It must only keep a reference (no copy, no I/O).
-    `wants_telegrams(meter)` tells the readers whether to keep the bytes for that meter
+    """A processor that keeps telegrams as evidence (the settlement history): each
+    accepted telegram (a `Telegram`: the bytes `ServesTelegrams` gets, or the frame to
+    make them from with `telegram_bytes`), handed over right before `on_reading` of the
+    same reading, under the dispatcher's lock. It must only keep a reference (no copy,
+    no I/O) and make the bytes of the telegrams it keeps only.
+    `wants_telegrams(meter)` tells the readers whether to keep the frames for that meter
     at all: a configuration where nobody wants them keeps the no-copy path."""
 
     def wants_telegrams(self, meter: str) -> bool: ...
 
-    def on_telegram(self, meter: str, raw: bytes) -> None: ...
+    def on_telegram(self, meter: str, raw: Telegram) -> None: ...
+
+
+@runtime_checkable
+class TicksWhenDue(Protocol):
+    """A processor that says when its `on_tick` has work, so that an idle daemon's
+    dispatcher sleeps until then instead of waking every second. A processor without
+    it is ticked about once a second, as the `Processor` protocol says."""
+
+    def tick_due(self, now: datetime) -> float | None:
+        """Seconds from `now` until `on_tick` has something to do (0 or less: at once);
+        None: nothing until a reading or an event changes that. After `on_tick(now)` it
+        must be later than `now`. Asked under the dispatcher's lock after every round,
+        and at least once a second while readings come (they change what is due)."""
+        ...
+
+
+@runtime_checkable
+class RequestsTicks(Protocol):
+    """A processor whose own thread makes work for `on_tick` (the history's month
+    documents, made after each commit): it is given a callable, once, that wakes the
+    dispatcher's worker at once (thread-safe, never blocks) to ask `tick_due` again."""
+
+    def set_tick_request(self, request: Callable[[], None]) -> None: ...
 
 
 @runtime_checkable
@@ -194,7 +240,12 @@ __all__ = [
     "Processor",
     "Reloadable",
     "ReportsHealth",
+    "RequestsTicks",
     "ServesTelegrams",
     "Subscribes",
+    "Telegram",
+    "TicksWhenDue",
     "WantsTelegrams",
+    "telegram_bytes",
+    "wire_bytes",
 ]

@@ -14,9 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 from p1daemon.config.model import MeterConfig
 from p1daemon.daemon.backoff import Backoff
+from p1daemon.daemon.processor import wire_bytes as wire_bytes  # re-exported
 from p1daemon.daemon.sink import ReadingSink, WantsRaw
 from p1daemon.daemon.stats import MeterStats
 from p1daemon.frame.decoder import TelegramDecoder
@@ -25,14 +27,20 @@ from p1daemon.frame.framer import CrcMemory
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.reading.meter import MeterReading
 from p1daemon.reading.model import Reading
-from p1daemon.source.base import ByteSource, EndOfData, SourceUnavailable
+from p1daemon.source.base import ByteSource, EndOfData, Interruptible, SourceUnavailable
 from p1daemon.source.factory import source_for
 from p1daemon.source.spec import SourceKind
 
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.25
-"""How long one read may wait: bounds how quickly a reader notices it must stop."""
+"""How long one read may wait on a source that cannot be interrupted (an RFC 2217
+port): bounds how quickly its reader notices it must stop."""
+
+IDLE_READ_TIMEOUT_S = 5.0
+"""How long one read may wait on a source that `request_stop` interrupts: only the
+health check's turn (`STALL_LIMIT_S`) and the silence timeout need it shorter. An idle
+meter then costs a wake-up every few seconds, not four a second."""
 
 STALL_LIMIT_S = 15.0
 """A reader whose loop has not turned for this long is hung (the watchdog must bite)."""
@@ -40,13 +48,6 @@ STALL_LIMIT_S = 15.0
 SourceFactory = Callable[[MeterConfig], ByteSource]
 
 _Event = Reading | tuple[Reading, Frame] | Dropped
-
-
-def wire_bytes(frame: Frame) -> bytes:
-    """The telegram as it travelled: '/' .. '!', the CRC in upper-case hex as P1 writes
-    it, CR LF. What a served client (ser2net raw-mode style) expects to receive."""
-    crc = b"" if frame.crc is None else b"%04X" % frame.crc
-    return frame.body + crc + b"\r\n"
 
 
 class _Silent(Exception):
@@ -75,6 +76,7 @@ class MeterReader:
         self._read_timeout = read_timeout
         self._clock = clock
         self._stop = threading.Event()
+        self._source: ByteSource | None = None  # the one `_run` reads, to interrupt it
         self._thread = threading.Thread(target=self._run, name=f"reader-{meter.name}", daemon=True)
         self._equipment_id: str | None = self.stats.equipment_id
         self._last_turn = clock()
@@ -86,8 +88,10 @@ class MeterReader:
         self._last_error: str | None = None
         self._watch_silence = meter.source_spec.kind is not SourceKind.REPLAY
         # Only a served meter (p1daemon.serve), or one whose telegrams a processor keeps
-        # as evidence (the history), keeps each telegram's bytes for the sink.
+        # as evidence (the history), keeps each telegram for the sink: a served one's
+        # bytes, a kept one's frame (the keeper makes bytes of the few it keeps).
         self._serving = meter.serve is not None
+        self._served = meter.serve is not None
         # Outlives every connection: a meter that has sent CRCs must keep sending them.
         self._crc_memory = CrcMemory()
 
@@ -105,6 +109,12 @@ class MeterReader:
 
     def request_stop(self) -> None:
         self._stop.set()
+        source = self._source
+        if isinstance(source, Interruptible):
+            try:
+                source.interrupt()  # a read waiting for the meter returns now
+            except Exception as exc:  # the read's timeout still ends it
+                log.debug("meter %s: cannot interrupt the read: %s", self.name, exc)
 
     def join(self, timeout: float) -> bool:
         """Wait for the thread; False if it is still running after `timeout`."""
@@ -129,6 +139,9 @@ class MeterReader:
             log.error("meter %s: cannot set up %s: %s", self.name, meter.source, exc)
             self.stats.set_state("failed", connected=False)
             return
+        self._source = source
+        if self._stop.is_set() and isinstance(source, Interruptible):
+            source.interrupt()  # a stop requested before the source existed
         backoff = Backoff(meter.reconnect_initial_s, meter.reconnect_max_s)
         while not self._stop.is_set():
             self._last_turn = self._clock()
@@ -216,15 +229,23 @@ class MeterReader:
             stream.feed_framed if self._serving else stream.feed
         )
         last_valid = self._clock()
+        interruptible = isinstance(source, Interruptible)
+        longest = max(self._read_timeout, IDLE_READ_TIMEOUT_S)
+        silence_s = meter.silence_timeout_s
         try:
             while not self._stop.is_set():
                 now = self._last_turn = self._clock()
-                data = source.read(self._read_timeout)
+                # Asked every time: a serial port finding its settings reads briefly.
+                long_reads = interruptible and cast(Interruptible, source).interruptible
+                timeout = longest if long_reads else self._read_timeout
+                if self._watch_silence:  # wake when the silence timeout runs out
+                    timeout = min(timeout, max(0.0, last_valid + silence_s - now))
+                data = source.read(timeout)
                 if data:
                     if self._handle(feed(data)):
                         last_valid = self._clock()
                     self._note_line_settings(source)
-                if self._watch_silence and now - last_valid >= meter.silence_timeout_s:
+                if self._watch_silence and self._clock() - last_valid >= silence_s:
                     self._note_silence(source)
                     raise _Silent
         except EndOfData:
@@ -278,8 +299,10 @@ class MeterReader:
         )
         if frame is None:
             self._sink.submit(meter_reading)
-        else:
+        elif self._served:
             self._sink.submit(meter_reading, wire_bytes(frame))
+        else:
+            self._sink.submit(meter_reading, frame)
         self.stats.count_accepted(received_at)
 
     def _note_line_settings(self, source: ByteSource) -> None:

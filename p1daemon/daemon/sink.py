@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Protocol, runtime_checkable
 
 from p1daemon.config.model import Config
+from p1daemon.daemon.processor import Telegram
 from p1daemon.reading.meter import MeterReading
 
 
@@ -33,9 +34,9 @@ class ReadingSink(Protocol):
 
     def start(self) -> None: ...
 
-    def submit(self, reading: MeterReading, raw: bytes | None = None) -> None:
-        """`raw` (the telegram's bytes) only comes for a meter with `serve` set or one
-        the sink `WantsRaw` for."""
+    def submit(self, reading: MeterReading, raw: Telegram | None = None) -> None:
+        """`raw` (the telegram) only comes for a meter with `serve` set (its bytes) or
+        one the sink `WantsRaw` for (otherwise its frame: see `Telegram`)."""
         ...
 
     def stop(self, timeout: float) -> None: ...

@@ -8,7 +8,7 @@ played, stop cleanly".
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class SourceUnavailable(Exception):
@@ -44,4 +44,22 @@ class ByteSource(Protocol):
 
     def close(self) -> None:
         """Release the port; safe to call twice and never raises."""
+        ...
+
+
+@runtime_checkable
+class Interruptible(Protocol):
+    """A source whose waiting `read` another thread can cut short. A reader then waits
+    for bytes for seconds at a time (an idle meter costs no wake-ups every quarter
+    second) and still stops at once: `request_stop` interrupts the read."""
+
+    @property
+    def interruptible(self) -> bool:
+        """Whether `interrupt` works for the source as it is open now (a port type
+        without a way to cut a read short says False: its reads must stay short)."""
+        ...
+
+    def interrupt(self) -> None:
+        """From any thread, for good (the reader is stopping): the `read` waiting now,
+        and every later one, returns b"" at once."""
         ...

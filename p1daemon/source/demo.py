@@ -17,6 +17,7 @@ sleep are injectable: a test walks half an hour in a fraction of a second.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -158,7 +159,7 @@ class DemoSource:
         speed: float = 1.0,
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self._meter = DemoMeter(name, speed=speed)
         self._name = name
@@ -166,7 +167,9 @@ class DemoSource:
         # Meter timestamps have whole seconds: faster than one a second would repeat them.
         self._interval = max(float(interval_s), 1.0)
         self._clock = clock
-        self._sleep = sleep
+        self._interrupted = threading.Event()
+        # As the replay's: `interrupt` ends the wait for the next second at once.
+        self._sleep = self._interrupted.wait if sleep is None else sleep
         self._next_due = 0.0
 
     @property
@@ -179,16 +182,26 @@ class DemoSource:
     def line_settings(self) -> str | None:
         return None
 
+    @property
+    def interruptible(self) -> bool:
+        """With its own sleep (not a test's, which `interrupt` cannot cut short)."""
+        return self._sleep == self._interrupted.wait
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
+
     def open(self) -> None:
         self._next_due = math.ceil(self._clock())
 
     def read(self, timeout: float) -> bytes:
+        if self._interrupted.is_set():
+            return b""
         now = self._clock()
         wait = self._next_due - now
         if wait > 0:
-            self._sleep(min(wait, timeout))
-            if wait > timeout:
-                return b""
+            # A sleep returning True was interrupted (stopping): nothing goes out early.
+            if self._sleep(min(wait, timeout)) is True or wait > timeout:
+                return b""  # interrupted, or not due yet
             now = max(self._clock(), self._next_due)
         due = self._next_due
         # A late read (a busy Pi, a suspended laptop) skips the missed seconds rather than

@@ -57,7 +57,7 @@ def build_source(
 ) -> ByteSource:
     """`clock` (time and sleep) replaces the real one in the sources that pace themselves:
     replays and demo meters; a test walks them through hours in a moment."""
-    sleep = time.sleep if clock is None else clock.sleep
+    sleep = None if clock is None else clock.sleep  # None: their own, interruptible one
     if spec.kind is SourceKind.REPLAY:
         assert spec.path is not None
         return ReplaySource(

@@ -10,6 +10,7 @@ garbage and broken telegrams included, so a replay exercises the same paths as a
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -65,13 +66,16 @@ class ReplaySource:
         interval_s: float = 1.0,
         loop: bool = False,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self._path = path
         self._interval = interval_s
         self._loop = loop
         self._clock = clock
-        self._sleep = sleep
+        self._interrupted = threading.Event()
+        # Waiting on the event: `interrupt` ends a wait for the next telegram at once.
+        # A sleep that returns True was interrupted (the event's wait does).
+        self._sleep = self._interrupted.wait if sleep is None else sleep
         self._handle: BinaryIO | None = None
         self._units: Iterator[bytes] = iter(())
         self._ahead: bytes | None = None
@@ -86,6 +90,14 @@ class ReplaySource:
     @property
     def line_settings(self) -> str | None:
         return None
+
+    @property
+    def interruptible(self) -> bool:
+        """With its own sleep (not a test's, which `interrupt` cannot cut short)."""
+        return self._sleep == self._interrupted.wait
+
+    def interrupt(self) -> None:
+        self._interrupted.set()
 
     def open(self) -> None:
         self.close()
@@ -117,6 +129,8 @@ class ReplaySource:
         return unit
 
     def read(self, timeout: float) -> bytes:
+        if self._interrupted.is_set():
+            return b""
         if self._interval == 0:
             return self._read_fast(timeout)
         if self._ahead is None:
@@ -127,10 +141,9 @@ class ReplaySource:
                 return b""
             raise EndOfData
         wait = self._next_due - self._clock()
-        if wait > 0:
-            self._sleep(min(wait, timeout))
-            if wait > timeout:
-                return b""
+        # A sleep returning True was interrupted (stopping): nothing goes out early.
+        if wait > 0 and (self._sleep(min(wait, timeout)) is True or wait > timeout):
+            return b""  # interrupted, or not due yet
         unit, self._ahead = self._ahead, None
         self._next_due = max(self._next_due + self._interval, self._clock())
         return unit

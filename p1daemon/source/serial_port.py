@@ -101,6 +101,7 @@ class SerialSource:
         self._clock = clock
         self._port: SerialPort | None = None
         self._locked: LineSettings | None = line
+        self._interrupted = False
 
     @property
     def description(self) -> str:
@@ -116,6 +117,22 @@ class SerialSource:
         if self._detector is not None:
             return list(self._detector.tried)
         return [] if self._line is None else [self._line]
+
+    @property
+    def interruptible(self) -> bool:
+        """A local tty (pyserial's POSIX port can cancel a read; an RFC 2217 port
+        cannot) whose settings are known: finding them takes short reads (the
+        detector's clock turns with them)."""
+        return self._locked is not None and callable(getattr(self._port, "cancel_read", None))
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        cancel = getattr(self._port, "cancel_read", None)
+        if callable(cancel):
+            try:
+                cancel()  # ends a read waiting in another thread (and the next one)
+            except Exception as exc:  # a port closing meanwhile: the flag still holds
+                log.debug("%s: cannot cancel the read: %s", self._url, exc)
 
     def open(self) -> None:
         self.close()
@@ -136,6 +153,8 @@ class SerialSource:
         port = self._port
         if port is None:
             raise SourceUnavailable("not open")
+        if self._interrupted:
+            return b""
         try:
             if port.timeout != timeout:
                 port.timeout = timeout

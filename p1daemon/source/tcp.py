@@ -35,6 +35,7 @@ class TcpSource:
         self._port = port
         self._connect_timeout = connect_timeout
         self._sock: socket.socket | None = None
+        self._interrupted = False
 
     @property
     def description(self) -> str:
@@ -43,6 +44,18 @@ class TcpSource:
     @property
     def line_settings(self) -> str | None:
         return None  # the bridge talks to the meter; its serial settings are its business
+
+    @property
+    def interruptible(self) -> bool:
+        return True
+
+    def interrupt(self) -> None:
+        """Shuts the connection down: a `recv` waiting in another thread returns at once."""
+        self._interrupted = True
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def open(self) -> None:
         self.close()
@@ -59,14 +72,20 @@ class TcpSource:
         sock = self._sock
         if sock is None:
             raise SourceUnavailable("not connected")
+        if self._interrupted:
+            return b""
         sock.settimeout(timeout)
         try:
             data = sock.recv(_RECV_SIZE)
         except TimeoutError:
             return b""
         except OSError as exc:
+            if self._interrupted:
+                return b""
             raise SourceUnavailable(f"connection lost: {_reason(exc)}") from None
         if not data:
+            if self._interrupted:  # our own shutdown, not the bridge's
+                return b""
             raise SourceUnavailable("connection closed by the bridge")
         return data
 

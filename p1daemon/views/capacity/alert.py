@@ -127,6 +127,14 @@ class CapacityAlarm:
             self._reset_wait()
         return out
 
+    def clears_at(self) -> datetime | None:
+        """When `tick` clears a raised warning whose quarter's end was not seen (meter
+        time); None while none is raised."""
+        quarter = self._quarter
+        if self._raised_at is None or quarter is None:
+            return None
+        return quarter[1] + timedelta(seconds=self.max_gap_s)
+
     def tick(self, meter_now: datetime) -> CapacityAlert | None:
         """`meter_now`: the Pi's clock corrected by the meter's last known offset."""
         quarter = self._quarter

@@ -137,6 +137,20 @@ class CapacityProcessor:
                 out.append(Document(alert_topic(self.prefix, name), _json(alert), True))
         return out
 
+    def tick_due(self, now: datetime) -> float | None:
+        """`TicksWhenDue`: only a raised warning has tick work, when its quarter ends
+        without a reading (see `on_tick`); None while no warning is up."""
+        due: float | None = None
+        for meter in self._meters.values():
+            at = meter.alarm.clears_at()
+            state = meter.watch.last_state
+            if at is None or state is None:
+                continue
+            meter_now = now + timedelta(seconds=state.clock_offset_s or 0.0)
+            left = (at - meter_now).total_seconds()
+            due = left if due is None else min(due, left)
+        return due
+
     def on_event(self, event: InputEvent) -> Sequence[Document]:
         return ()
 

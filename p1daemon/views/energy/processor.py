@@ -105,6 +105,11 @@ class EnergyProcessor:
         message = self.tracker.connection_due(now)
         return () if message is None else (_document(message),)
 
+    def tick_due(self, now: datetime) -> float:
+        """`TicksWhenDue`: the tick's only work is the connection document, when none
+        went out for `connection_interval_s` (readings refresh it while they come)."""
+        return self.tracker.connection_wait(now)
+
     def on_event(self, event: InputEvent) -> Sequence[Document]:
         return ()
 

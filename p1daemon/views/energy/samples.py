@@ -8,11 +8,14 @@ instead of collecting binary floating-point noise.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import operator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from functools import partial
+from itertools import repeat
+from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
 from p1daemon.reading.meter import MeterReading
@@ -59,12 +62,7 @@ def sample_of(reading: MeterReading) -> Sample | None:
     sample = (
         None
         if at is None
-        else Sample(
-            at,
-            reading.equipment_id,
-            _registers(reading.import_, reading.export),
-            reading.meter_replaced,
-        )
+        else Sample(at, reading.equipment_id, _reading_registers(reading), reading.meter_replaced)
     )
     _last_sample = (reading, sample)
     return sample
@@ -87,6 +85,50 @@ def _decimal(value: float) -> Decimal:
                 _DECIMALS.clear()
             _DECIMALS[value] = exact
     return exact
+
+
+# The `<register>_kwh` values of a reading's energy block, straight from its `__dict__`
+# (p1daemon/reading/doc.py: every field is there, under its JSON name), in one C call;
+# import t1..total then export t1..total, the order of `ALL_KEYS`.
+_KWH = operator.itemgetter(*(attribute for _, attribute in _ATTRIBUTES))
+# Meter name -> the register values of its last reading and their exact registers. A
+# register changes by a few Wh between telegrams, so most readings of a meter have the
+# same values as the one before: the same (never mutated) mapping serves them all.
+_LAST_REGISTERS: dict[str, tuple[tuple[float | None, ...], dict[Key, Decimal]]] = {}
+
+
+_IS_NOT_NONE = partial(operator.is_not, None)
+
+
+def _negative_zero(values: tuple[float | None, ...]) -> bool:
+    """-0.0 equals 0.0 but is another Decimal ("-0.0"): never served from the cache.
+    Called on every reading with a zero register (most meters have some), so all in C:
+    the sign of each zero (the values that are falsy and not None)."""
+    zeros = cast("Iterator[float]", filter(_IS_NOT_NONE, filter(operator.not_, values)))
+    return min(map(math.copysign, repeat(1.0), zeros), default=1.0) < 0.0
+
+
+def _reading_registers(reading: MeterReading) -> dict[Key, Decimal]:
+    """`_registers(reading.import_, reading.export)` for a parsed reading's blocks: the
+    same exact Decimals, and the very mapping of the meter's previous sample when the
+    values are the same (a shared mapping: nobody may change a sample's registers)."""
+    fields = reading.__dict__
+    values = _KWH(fields["import"].__dict__) + _KWH(fields["export"].__dict__)
+    meter = reading.meter
+    last = _LAST_REGISTERS.get(meter)
+    # Only entries without a negative zero are kept, so equal values here are equal signs.
+    if last is not None and last[0] == values and (0.0 not in values or not _negative_zero(values)):
+        return last[1]
+    registers: dict[Key, Decimal] = {}
+    isfinite = math.isfinite
+    for key, value in zip(ALL_KEYS, values, strict=True):
+        if value is not None and isfinite(value):
+            registers[key] = _decimal(float(value))
+    if 0.0 in values and _negative_zero(values):
+        _LAST_REGISTERS.pop(meter, None)
+    else:
+        _LAST_REGISTERS[meter] = (values, registers)
+    return registers
 
 
 def _registers(imported: object, exported: object) -> dict[Key, Decimal]:

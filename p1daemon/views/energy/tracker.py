@@ -240,6 +240,14 @@ class EnergyTracker:
                 return None
             return self._connection(now)
 
+    def connection_wait(self, now: datetime) -> float:
+        """Seconds until `connection_due(now)` has a document (0 or less: it has now)."""
+        with self._lock:
+            last = self._last_connection
+            if last is None:
+                return 0.0
+            return self.connection_interval_s - (now - last).total_seconds()
+
     def initial(self, meters: Sequence[str] | None = None) -> list[Outgoing]:
         """Inactive export-limit documents, to publish once at start-up so a retained
         alert from before a restart does not stay up forever (`meters`: only these)."""

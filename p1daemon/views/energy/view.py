@@ -66,6 +66,37 @@ _JUMP_SLACK_KWH = Decimal(1)
 _ZERO = Decimal(0)
 _SECONDS_PER_HOUR = Decimal(3600)
 
+# The last `EnergyView._deltas` result: (prev, sample, max_kw, (deltas, reset)), replaced
+# whole (a concurrent caller at worst works its own out). Samples are immutable and the
+# deltas are never changed once made (they are only added to sums), so one result can
+# serve every view fed the same two samples.
+_last_deltas: tuple[Sample, Sample, Decimal, tuple[dict[Key, Decimal], bool]] | None = None
+
+
+class _Zeros(dict[Key, Decimal]):
+    """The deltas between two samples sharing one registers mapping (nothing moved):
+    `v - v` for every register, a zero with the register's own exponent.
+
+    Adding one to a sum changes at most the sum's exponent (0.5 + 0.000 = 0.500), to
+    at most the zero's: adding the same zeros right after changes nothing at all (the
+    sum is never -0: deltas are never negative, and x - x is +0). Most telegrams of a
+    meter carry the registers of the one before (a few Wh a minute at 1 s), so these
+    are made once per run of equal registers and booked once per period."""
+
+
+# The zeros of the last registers mapping they were made for, replaced whole.
+_last_zeros: tuple[Mapping[Key, Decimal], _Zeros] | None = None
+
+
+def _zeros_of(registers: Mapping[Key, Decimal]) -> _Zeros:
+    global _last_zeros
+    last = _last_zeros
+    if last is not None and last[0] is registers:
+        return last[1]
+    zeros = _Zeros({key: value - value for key, value in registers.items()})
+    _last_zeros = (registers, zeros)
+    return zeros
+
 
 @dataclass(slots=True)
 class _Period:
@@ -87,6 +118,9 @@ class _Period:
     # False for a day nobody reads the sums of (the history's view makes no day
     # documents): booking then keeps the flags and the last reading only.
     keeps_sums: bool = True
+    # The `_Zeros` booked last, if the last booking was one: booking them again leaves
+    # every sum as it is (see `_Zeros`), so it is not done.
+    zeros: _Zeros | None = None
 
     def book(
         self,
@@ -99,11 +133,12 @@ class _Period:
         self.touched = True
         if reset:
             self.meter_replaced = True
-        if self.keeps_sums:
+        if self.keeps_sums and deltas is not self.zeros:
             totals = self.sums
             get = totals.get
             for key, delta in deltas.items():
                 totals[key] = get(key, _ZERO) + delta
+            self.zeros = deltas if type(deltas) is _Zeros else None
         if changed:
             self.registers_changed = True
         self.equipment_id = sample.equipment_id
@@ -198,7 +233,8 @@ class EnergyView:
         deltas, reset = self._deltas(prev, sample)
         if reset:
             out.replacement = (prev, sample)
-        changed = prev.registers.keys() != sample.registers.keys()
+        before, after = prev.registers, sample.registers
+        changed = before is not after and before.keys() != after.keys()
         self._step(prev, sample, deltas, reset, changed, out)
         self._prev = sample
         assert self._quarter is not None
@@ -274,6 +310,18 @@ class EnergyView:
             self._day.meter_replaced = True
 
     def _deltas(self, prev: Sample, sample: Sample) -> tuple[dict[Key, Decimal], bool]:
+        """The register differences from `prev` to `sample`, or ({}, True) for a new
+        baseline. The energy views and the history each have a view of the same meter
+        fed the same samples: the second asks for what the first just worked out."""
+        global _last_deltas
+        last = _last_deltas
+        if last is not None and last[0] is prev and last[1] is sample and last[2] == self._max_kw:
+            return last[3]
+        result = self._work_out_deltas(prev, sample)
+        _last_deltas = (prev, sample, self._max_kw, result)
+        return result
+
+    def _work_out_deltas(self, prev: Sample, sample: Sample) -> tuple[dict[Key, Decimal], bool]:
         if sample.replaced or (
             prev.equipment_id is not None
             and sample.equipment_id is not None
@@ -281,6 +329,8 @@ class EnergyView:
         ):
             return {}, True
         before, after = prev.registers, sample.registers
+        if before is after:  # the same values (samples.py shares the mapping): nothing moved
+            return _zeros_of(after), False
         # The usual case, the same registers in both: no set of the common keys to build.
         keys = after.keys() if before.keys() == after.keys() else before.keys() & after.keys()
         deltas: dict[Key, Decimal] = {}

@@ -29,14 +29,6 @@ _CHUNK = 64 * 1024
 _BATCH = 20_000
 
 
-def wire_bytes(frame: Frame) -> bytes:
-    """The telegram as the daemon keeps it (the reader's `wire_bytes`; a view may not
-    import the daemon's reader, and tests/test_report_cli.py proves both agree: an
-    import equals the live history, chain hashes included)."""
-    crc = b"" if frame.crc is None else b"%04X" % frame.crc
-    return frame.body + crc + b"\r\n"
-
-
 @dataclass(slots=True)
 class ImportResult:
     readings: int = 0
@@ -47,7 +39,7 @@ class ImportResult:
 
 def capture_readings(
     paths: Iterable[Path], meter: MeterConfig, result: ImportResult
-) -> Iterator[tuple[MeterReading, bytes]]:
+) -> Iterator[tuple[MeterReading, Frame]]:
     for path in paths:
         stream = ReadingStream(
             TelegramDecoder(
@@ -77,7 +69,9 @@ def capture_readings(
                         ean=meter.ean,
                         received_at=event.timestamp.astimezone(UTC),
                     )
-                    yield reading, wire_bytes(frame)
+                    # The frame: the recorder makes the bytes of the telegrams it keeps,
+                    # as the daemon's does (the same `wire_bytes`).
+                    yield reading, frame
                 if not chunk:
                     break
 

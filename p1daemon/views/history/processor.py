@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from p1daemon.daemon.processor import Document
+from p1daemon.daemon.processor import Document, Telegram
 from p1daemon.reading.meter import MeterReading
 from p1daemon.views.energy.settings import SiteSettings
 from p1daemon.views.energy.tracker import MeterSpec
@@ -57,7 +57,8 @@ class HistoryProcessor:
         self.writer = HistoryWriter(settings, settings.file, on_commit=self._committed)
         self._lock = threading.Lock()
         self._outgoing: dict[str, bytes] = {}
-        self._raw: dict[str, bytes] = {}  # meter -> its newest telegram (a reference)
+        self._raw: dict[str, Telegram] = {}  # meter -> its newest telegram (a reference)
+        self._request_tick: Callable[[], None] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> HistoryProcessor:
@@ -82,14 +83,24 @@ class HistoryProcessor:
     def wants_telegrams(self, meter: str) -> bool:
         return meter in self._meters
 
-    def on_telegram(self, meter: str, raw: bytes) -> None:
+    def on_telegram(self, meter: str, raw: Telegram) -> None:
         self._raw[meter] = raw
 
     def on_reading(self, reading: MeterReading, now: datetime) -> Sequence[Document]:
         rows = self.recorder.feed(reading, self._raw.pop(reading.meter, None))
         if rows:
             self.writer.submit(rows)
-        return self._drain()
+        return self._drain() if self._outgoing else ()
+
+    def set_tick_request(self, request: Callable[[], None]) -> None:
+        """`RequestsTicks`: the writer asks for a tick right after a commit made month
+        documents, so they go out at once (not at the next reading or tick, which
+        may be after a stop)."""
+        self._request_tick = request
+
+    def tick_due(self, now: datetime) -> float | None:
+        """`TicksWhenDue`: the tick's only work is sending the month documents."""
+        return 0.0 if self._outgoing else None
 
     def on_tick(self, now: datetime) -> Sequence[Document]:
         return self._drain()
@@ -122,6 +133,9 @@ class HistoryProcessor:
                 docs[meter] = doc.model_dump_json().encode()
         with self._lock:
             self._outgoing.update(docs)
+        request = self._request_tick
+        if docs and request is not None:
+            request()
 
     def _drain(self) -> list[Document]:
         if not self._outgoing:

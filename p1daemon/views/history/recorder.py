@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from p1daemon.daemon.processor import Telegram, telegram_bytes
 from p1daemon.reading.meter import MeterReading
 from p1daemon.views.energy.clock import QUARTER_S, quarter_start
 from p1daemon.views.energy.samples import Sample, totals_of
@@ -76,12 +77,13 @@ class _Meter:
     mbus: dict[int, _MbusHour] = field(default_factory=dict)
     mbus_last: dict[int, tuple[datetime, Decimal]] = field(default_factory=dict)
     # Evidence: the last two accepted readings' samples and telegrams, and the samples
-    # whose telegrams were emitted lately (identity: the view keeps these objects).
+    # whose telegrams were emitted lately, by identity (the view keeps these objects;
+    # holding them here keeps their ids unique), oldest first.
     cur: Sample | None = None
-    cur_raw: bytes | None = None
+    cur_raw: Telegram | None = None
     prev: Sample | None = None
-    prev_raw: bytes | None = None
-    kept: list[Sample] = field(default_factory=list)
+    prev_raw: Telegram | None = None
+    kept: dict[int, Sample] = field(default_factory=dict)
 
 
 class HistoryRecorder:
@@ -101,7 +103,7 @@ class HistoryRecorder:
             if meter is not None and meter.view.resume(state.last, opening=state.opening):
                 meter.last_closed = state.last
 
-    def feed(self, reading: MeterReading, raw: bytes | None = None) -> list[Row]:
+    def feed(self, reading: MeterReading, raw: Telegram | None = None) -> list[Row]:
         """Rows for one reading; `raw`: its telegram, kept when it becomes an edge."""
         meter = self._meters.get(reading.meter)
         if meter is None:
@@ -121,18 +123,19 @@ class HistoryRecorder:
             rows.append(self._state(meter))
         return rows
 
-    def _evidence(self, meter: _Meter, raw: bytes, out: ViewOutput, rows: list[Row]) -> None:
+    def _evidence(self, meter: _Meter, raw: Telegram, out: ViewOutput, rows: list[Row]) -> None:
         view = meter.view
         last = view.last_sample()
         if last is not meter.cur:  # accepted (not ignored as a duplicate)
             meter.prev, meter.prev_raw = meter.cur, meter.cur_raw
             meter.cur, meter.cur_raw = last, raw
+        kept = meter.kept
         first = view.quarter_first()
-        if first is not None and not any(first is k for k in meter.kept):
+        if first is not None and id(first) not in kept:
             self._keep(meter, first, rows)
         for closed in out.closed:
             for edge in (closed.first, closed.last):
-                if edge is not None and not any(edge is k for k in meter.kept):
+                if edge is not None and id(edge) not in kept:
                     self._keep(meter, edge, rows)
 
     def _keep(self, meter: _Meter, sample: Sample, rows: list[Row]) -> None:
@@ -144,10 +147,13 @@ class HistoryRecorder:
             return  # from before this run (resumed): kept by the run that read it
         if raw is None:
             return
-        rows.append(TelegramRow(meter.spec.name, sample.at, raw))
-        meter.kept.append(sample)
-        if len(meter.kept) > 4:
-            del meter.kept[0]
+        # The telegram's bytes are made here, for the few that become edges (a frame
+        # otherwise: see `Telegram`), exactly as the reader would have made them.
+        rows.append(TelegramRow(meter.spec.name, sample.at, telegram_bytes(raw)))
+        kept = meter.kept
+        kept[id(sample)] = sample
+        if len(kept) > 4:
+            del kept[next(iter(kept))]
 
     def last_telegrams(self) -> list[TelegramRow]:
         """At a stop: the newest reading of each meter is where the next run resumes
@@ -155,9 +161,8 @@ class HistoryRecorder:
         out = []
         for meter in self._meters.values():
             cur = meter.cur
-            kept = any(cur is k for k in meter.kept)
-            if cur is not None and meter.cur_raw is not None and not kept:
-                out.append(TelegramRow(meter.spec.name, cur.at, meter.cur_raw))
+            if cur is not None and meter.cur_raw is not None and id(cur) not in meter.kept:
+                out.append(TelegramRow(meter.spec.name, cur.at, telegram_bytes(meter.cur_raw)))
         return out
 
     def states(self) -> list[MeterState]:

@@ -23,11 +23,13 @@ import operator
 import threading
 from collections.abc import Collection, Mapping
 from functools import partial
+from itertools import chain
 from typing import Any
 
 from p1daemon.publish.topics import Topics
 from p1daemon.reading.doc import Doc
 from p1daemon.reading.meter import MeterReading
+from p1daemon.reading.model import MbusDevice
 from p1daemon.views.homeassistant.discovery import DiscoveryMessage, discovery_messages
 from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
@@ -35,54 +37,57 @@ HA_ONLINE = "online"
 
 
 _IS_NONE = partial(operator.is_, None)
+# What of a reading's top level names its device and its configs, straight from its
+# `__dict__` (p1daemon/reading/doc.py: every field is there, under its JSON name).
+_IDENTITY = operator.itemgetter(
+    "meter", "role", "ean", "equipment_id", "header", "manufacturer", "dsmr_version",
+    "version_code",
+)  # fmt: skip
+# The blocks whose every field may become a sensor. Each holds every one of its fields,
+# in field order, so the null-ness of their values one after the other is their shape.
+_BLOCKS = operator.itemgetter(
+    "import", "export", "voltage", "current", "voltage_sags", "voltage_swells"
+)
+_FIELDS = operator.attrgetter("__dict__")
 
 
-def _nulls(block: Doc) -> tuple[bool, ...]:
-    # A document holds every field in its __dict__, in field order (p1daemon/reading/doc.py):
-    # which of them are null, all in C.
-    return tuple(map(_IS_NONE, block.__dict__.values()))
+def _nulls(*blocks: Doc) -> tuple[bool, ...]:
+    """Which fields of `blocks` are null, one after the other, all in C."""
+    return tuple(map(_IS_NONE, chain.from_iterable(map(dict.values, map(_FIELDS, blocks)))))
+
+
+def _mbus_shape(device: MbusDevice) -> tuple[Any, ...]:
+    return (
+        device.channel,
+        device.device_type,
+        device.kind,
+        device.equipment_id,
+        device.unit,
+        device.value is None,
+        device.timestamp is None,
+    )
 
 
 def _shape(reading: MeterReading) -> tuple[Any, ...]:
-    """What decides the set of configs, without building them: which fields are non-null."""
-    imp, exp = reading.import_, reading.export
+    """What decides the set of configs, without building them: which fields are non-null.
+    Compared with the meter's previous shape on every reading, so it is built cheaply."""
+    values = reading.__dict__
+    capacity = values["capacity"]
+    failures = values["power_failures"]
     return (
-        reading.meter,
-        reading.role,
-        reading.ean,
-        reading.equipment_id,
-        reading.header,
-        reading.manufacturer,
-        reading.dsmr_version,
-        reading.version_code,
-        _nulls(imp),
-        _nulls(exp),
-        _nulls(reading.voltage),
-        _nulls(reading.current),
-        _nulls(reading.voltage_sags),
-        _nulls(reading.voltage_swells),
-        reading.tariff is None,
-        reading.power_failures.short is None,
-        reading.power_failures.long is None,
+        _IDENTITY(values),
+        _nulls(*_BLOCKS(values)),
+        values["tariff"] is None,
+        failures.short is None,
+        failures.long is None,
         None
-        if reading.capacity is None
+        if capacity is None
         else (
-            reading.capacity.average_demand_kw is None,
-            reading.capacity.month_max_kw is None,
-            reading.capacity.month_max_at is None,
+            capacity.average_demand_kw is None,
+            capacity.month_max_kw is None,
+            capacity.month_max_at is None,
         ),
-        tuple(
-            (
-                d.channel,
-                d.device_type,
-                d.kind,
-                d.equipment_id,
-                d.unit,
-                d.value is None,
-                d.timestamp is None,
-            )
-            for d in reading.mbus
-        ),
+        tuple(map(_mbus_shape, values["mbus"])),
     )
 
 

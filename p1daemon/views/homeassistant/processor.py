@@ -67,6 +67,10 @@ class DiscoveryProcessor:
         configs = self.announcer.on_reading(reading)
         return _documents(configs) if configs and self._connected else ()
 
+    def tick_due(self, now: datetime) -> float | None:
+        """`TicksWhenDue`: discovery never has tick work (readings and events drive it)."""
+        return None
+
     def on_tick(self, now: datetime) -> Sequence[Document]:
         return ()
 
