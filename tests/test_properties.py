@@ -21,7 +21,7 @@ from conftest import OWN_FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p1daemon.frame.crc import crc16_arc, crc16_arc_reference, crc16_arc_words
+from p1daemon.frame.crc import _SPAN, crc16_arc, crc16_arc_bytes, crc16_arc_reference
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped, DropReason, Frame
 from p1daemon.frame.framer import Framer
@@ -252,15 +252,15 @@ def test_a_telegram_without_crc_has_no_such_protection() -> None:
     assert reading.import_.t1_kwh == 985.0  # the meter sent 185.0; nothing can tell
 
 
-# -- the block CRC is the CRC (issue 16) ---------------------------------------------------
+# -- the parity-mask CRC is the CRC (issue 16) -------------------------------------------
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=5000), st.integers(0, 0xFFFF), st.integers(0, 5000))
-def test_block_crc_equals_the_word_table_and_the_bit_by_bit_definition(
+def test_mask_crc_equals_the_byte_table_and_the_bit_by_bit_definition(
     data: bytes, start: int, cut: int
 ) -> None:
-    expected = crc16_arc_words(data, start)
+    expected = crc16_arc_bytes(data, start)
     assert crc16_arc(data, start) == expected
     assert crc16_arc(bytearray(data), start) == expected
     assert crc16_arc(memoryview(data), start) == expected
@@ -272,9 +272,22 @@ def test_block_crc_equals_the_word_table_and_the_bit_by_bit_definition(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 3000), st.integers(0, 255))
-def test_block_crc_on_every_block_boundary(length: int, fill: int) -> None:
-    # Long runs of one byte value at lengths around each block size.
-    for delta in (-1, 0, 1):
-        data = bytes([fill]) * max(0, length + delta) + b"\x01"
-        assert crc16_arc(data) == crc16_arc_words(data)
+@given(st.integers(0, 2), st.integers(-2, 2), st.integers(0, 255), st.integers(0, 0xFFFF))
+def test_mask_crc_around_every_piece_boundary(
+    pieces: int, delta: int, fill: int, start: int
+) -> None:
+    # Lengths at and next to multiples of the piece size, where one piece continues from
+    # the previous one's register or a single byte is left over; long runs of one value.
+    data = bytes([fill]) * max(0, pieces * _SPAN + delta) + b"\x01"
+    assert crc16_arc(data, start) == crc16_arc_bytes(data, start)
+
+
+def test_mask_crc_sees_every_bit_of_the_longest_piece() -> None:
+    # One flipped bit anywhere in a full piece changes the CRC by that bit's own
+    # contribution, the same as the byte table says (a wrong mask bit cannot hide).
+    base = bytes(range(256)) * (_SPAN // 256)
+    assert crc16_arc(base) == crc16_arc_bytes(base)
+    for position in range(0, 8 * _SPAN, 97):
+        flipped = bytearray(base)
+        flipped[position >> 3] ^= 1 << (position & 7)
+        assert crc16_arc(flipped) == crc16_arc_bytes(flipped), position

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from math import isfinite
 from typing import Any
 
@@ -166,7 +167,16 @@ _SWELL_KEYS = (("l1", "1-0:32.36.0"), ("l2", "1-0:52.36.0"), ("l3", "1-0:72.36.0
 
 
 class _MbusKeys:
-    __slots__ = ("device_type", "ident", "ident_be", "legacy", "prefix", "readings", "valve")
+    __slots__ = (
+        "device_type",
+        "ident",
+        "ident_be",
+        "keys",
+        "legacy",
+        "prefix",
+        "readings",
+        "valve",
+    )
 
     def __init__(self, channel: int) -> None:
         self.prefix = p = f"0-{channel}:"
@@ -177,6 +187,10 @@ class _MbusKeys:
         self.readings = (p + "24.2.1", p + "24.2.3", p + "24.2.2", p + "24.2.4")
         self.legacy = p + "24.3.0"
         self.valve = p + "24.4.0"
+        # Every key above: a channel with none of them has no device and nothing to pop.
+        self.keys = frozenset(
+            (self.device_type, self.ident, self.ident_be, *self.readings, self.legacy, self.valve)
+        )
 
 
 _MBUS_KEYS = tuple(_MbusKeys(channel) for channel in range(1, 5))
@@ -215,7 +229,7 @@ def _energy(objects: dict[str, str], direction: str) -> EnergyDirection:
     tariff_keys, total_key, power_key, phase_keys = _ENERGY_KEYS[direction]
     pop = objects.pop
     tariffs: list[float | None] = []
-    exact: list[Decimal | None] = []
+    exact: list[Decimal | str | None] = []
     for obis in tariff_keys:
         raw = pop(obis, None)
         if raw is None:
@@ -226,6 +240,10 @@ def _energy(objects: dict[str, str], direction: str) -> EnergyDirection:
             objects[obis] = raw  # an unknown unit: kept verbatim, never taken as kWh
             tariffs.append(None)
             exact.append(None)
+        elif not exponent and _is_plain(number):
+            # What meters send (003432.827 kWh): a float as is; the text is the exact value.
+            tariffs.append(float(number))
+            exact.append(number)
         else:
             value, tariff_exact = value_in_kilo(number, exponent)
             tariffs.append(value)
@@ -267,10 +285,49 @@ def _energy(objects: dict[str, str], direction: str) -> EnergyDirection:
     )
 
 
-def _exact_sum(values: list[Decimal]) -> float | None:
-    """Sum of the tariffs without binary rounding: 0.1 + 0.2 kWh is 0.3 kWh."""
+def _is_plain(number: str) -> bool:
+    """Digits with at most one '.', at most 20 characters: a decimal as meters write it.
+
+    Such a number is exact as a Decimal (well within its 28 digits) and finite as a float.
+    """
+    return len(number) <= 20 and number.replace(".", "", 1).isdigit()
+
+
+def _fixed_sum(numbers: list[str]) -> float | None:
+    """The exact sum of plain numbers with the same count of decimals, else None.
+
+    Summed as the integers of their digits and turned into a float once, from the
+    decimal text: the same float as from the Decimal sum (both are the exact decimal
+    rounded to the nearest float), without making four Decimals per direction.
+    """
+    first = numbers[0]
+    point = first.find(".")
+    decimals = len(first) - point - 1 if point >= 0 else 0
+    total = 0
+    for number in numbers:
+        point = number.find(".")
+        if point < 0:
+            if decimals:
+                return None
+            total += int(number)
+        elif len(number) - point - 1 != decimals:
+            return None
+        else:
+            total += int(number[:point] + number[point + 1 :])
+    return float(f"{total}e-{decimals}")
+
+
+def _exact_sum(values: list[Decimal | str]) -> float | None:
+    """Sum of the tariffs without binary rounding: 0.1 + 0.2 kWh is 0.3 kWh.
+
+    A str is a plain number (`_is_plain`), a Decimal anything else that was readable.
+    """
+    if all(type(value) is str for value in values):
+        fixed = _fixed_sum(values)  # type: ignore[arg-type]
+        if fixed is not None:
+            return fixed
     try:
-        total = float(sum(values, Decimal(0)))
+        total = float(sum((Decimal(value) for value in values), Decimal(0)))
     except InvalidOperation:
         return None
     return total if isfinite(total) else None
@@ -298,13 +355,9 @@ def _power_failures(objects: dict[str, str]) -> PowerFailures:
     log: list[PowerFailureEvent] = []
     raw = objects.pop("1-0:99.97.0", None)
     if raw is not None:
-        # (count)(0-0:96.7.19)(end)(duration*s)...
-        pairs = groups(raw)[2:]
         log = [
-            PowerFailureEvent.of(
-                {"end": parse_timestamp(pairs[i]), "duration_s": _integer(pairs[i + 1])}
-            )
-            for i in range(0, len(pairs) - 1, 2)
+            PowerFailureEvent.of({"end": end, "duration_s": duration})
+            for end, duration in _failure_log(raw)
         ]
     return PowerFailures.of(
         {
@@ -315,7 +368,25 @@ def _power_failures(objects: dict[str, str]) -> PowerFailures:
     )
 
 
+_CAPACITY_KEYS = frozenset(("1-0:1.4.0", "1-0:1.6.0", "0-0:98.1.0"))
+
+
+@lru_cache(maxsize=16)
+def _failure_log(raw: str) -> tuple[tuple[Any, int | None], ...]:
+    """(end, duration) of each entry of `(count)(0-0:96.7.19)(end)(duration*s)...`.
+
+    Cached: the log changes only when the power does, so a meter repeats it unchanged in
+    telegram after telegram (the values are immutable; the documents are made anew).
+    """
+    pairs = groups(raw)[2:]
+    return tuple(
+        (parse_timestamp(pairs[i]), _integer(pairs[i + 1])) for i in range(0, len(pairs) - 1, 2)
+    )
+
+
 def _capacity(objects: dict[str, str]) -> Capacity | None:
+    if objects.keys().isdisjoint(_CAPACITY_KEYS):  # no Belgian capacity data: nothing to do
+        return None
     average = _kilo(objects, "1-0:1.4.0", POWER_UNITS)
     peak_raw = objects.pop("1-0:1.6.0", None)
     history_raw = objects.get("0-0:98.1.0")
@@ -391,7 +462,10 @@ def _mbus_value(parts: list[str]) -> tuple[float | None, str | None, Any]:
 def _mbus(objects: dict[str, str]) -> list[MbusDevice]:
     devices = []
     pop = objects.pop
+    present = objects.keys()
     for channel, keys in enumerate(_MBUS_KEYS, start=1):
+        if present.isdisjoint(keys.keys):  # the common case: nothing on this channel
+            continue
         raw_type = pop(keys.device_type, None)
         device_type = None if raw_type is None else _integer(raw_type[1:-1])
         ident = _take(objects, keys.ident)
