@@ -368,8 +368,15 @@ class BrokerLink:
             if reason not in self._rejections_logged:
                 self._rejections_logged.add(reason)
                 log.error("MQTT broker %s refused a published message: %s", self.where, reason)
-        self.acks.append(mid)
-        self._wake()
+        acks = self.acks
+        acks.append(mid)
+        # Only the first acknowledgement the worker has not taken yet wakes it: its round
+        # takes every one queued by then (`Pipeline.take_acks` empties the deque), so a
+        # burst of PUBACKs read in one go costs one wake-up, not one each. Appending
+        # first and counting after cannot miss one: if the worker emptied the deque in
+        # between, it took this one too.
+        if len(acks) == 1:
+            self._wake()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.messages.append((message.topic, bytes(message.payload)))

@@ -174,6 +174,7 @@ class Pipeline:
         self._to_delete: list[int] = []
         self._delete_since: float | None = None
         self._newest: dict[str, bytes] = {}
+        self._reading_topics: dict[str, str] = {}  # meter -> its reading topic, made once
         self._latest_busy: set[str] = set()
         self._side_pending: dict[str, bytes] = {}
         self._side_busy: set[str] = set()
@@ -194,25 +195,44 @@ class Pipeline:
 
     # -- any thread ------------------------------------------------------------------------
 
-    def accept(self, meter: str, payload: bytes) -> None:
-        """Take ownership of one reading. Only bookkeeping under the lock: never blocks long."""
+    def accept(self, meter: str, payload: bytes) -> bool:
+        """Take ownership of one reading. Only bookkeeping under the lock: never blocks long.
+
+        Returns whether the worker must be woken for it (see `_wake_needed`)."""
         now_mono = self._clock()
         now_wall = self._wall()
         with self.lock:
             key = self._next_key
             self._next_key += 1
             pending = Pending(key, meter, payload, now_wall, now_mono)
+            first = not self._volatile
             self._unsent.append(pending)
             self._volatile[key] = pending
             self._volatile_bytes += len(payload)
             self._newest[meter] = payload
-            self.counters.accepted += 1
-            by_meter = self.counters.accepted_by_meter
+            counters = self.counters
+            counters.accepted += 1
+            by_meter = counters.accepted_by_meter
             by_meter[meter] = by_meter.get(meter, 0) + 1
+            return first or self._wake_needed()
 
-    def accept_document(self, topic: str, payload: bytes) -> None:
+    def _wake_needed(self) -> bool:
+        """Whether something just queued needs the worker now (caller holds the lock).
+
+        Waking the worker for every reading cost a notify and a context switch per
+        telegram, and a round that sent one message. It is not needed while messages are
+        in flight on a live connection: each acknowledgement wakes the worker, whose
+        round then sends everything queued since (or the ack timeout does, which the
+        worker's sleep already counts). Nor while disconnected: the connection wakes it.
+        What remains: an idle connection, a first reading only in RAM (its commit deadline
+        is not in the worker's sleep yet), and too much in RAM (to be written now).
+        """
+        return (not self._inflight and self.link.connected) or self._over_budget()
+
+    def accept_document(self, topic: str, payload: bytes) -> bool:
         """Take ownership of one document for `topic` (below the prefix); see the module
-        docstring. Same ordering and durability as a reading accepted at the same moment."""
+        docstring. Same ordering and durability as a reading accepted at the same moment.
+        Returns whether the worker must be woken for it (as `accept`)."""
         head = f"{self.topics.prefix}/"
         channel = topic.removeprefix(head)
         if not topic.startswith(head) or not is_document(channel):
@@ -223,10 +243,12 @@ class Pipeline:
             key = self._next_key
             self._next_key += 1
             pending = Pending(key, channel, payload, now_wall, now_mono)
+            first = not self._volatile
             self._unsent.append(pending)
             self._volatile[key] = pending
             self._volatile_bytes += len(payload)
             self.counters.documents_accepted += 1
+            return first or self._wake_needed()
 
     def wait_for_room(self) -> None:
         """Backpressure for a producer faster than the broker (a replay running flat out).
@@ -270,12 +292,14 @@ class Pipeline:
 
     # -- worker thread ---------------------------------------------------------------------
 
-    def queue_side(self, topic: str, payload: bytes) -> None:
+    def queue_side(self, topic: str, payload: bytes) -> bool:
         """A retained state message (status, health, discovery config, site connection):
         the newest one per topic wins. Safe from any thread (only bookkeeping under the
-        lock), so readers may queue what a reading changed."""
+        lock), so readers may queue what a reading changed. Returns whether the worker
+        must be woken for it (as `accept`)."""
         with self.lock:
             self._side_pending[topic] = payload
+            return self._wake_needed()
 
     def step(self) -> float:
         """One round of work; returns how long the worker may sleep if nothing wakes it."""
@@ -288,6 +312,8 @@ class Pipeline:
         return self._sleep_for(self._clock())
 
     def take_acks(self) -> None:
+        """Book every acknowledgement queued by the link. Always empties `link.acks`: the
+        link wakes the worker only for the first one after that (`BrokerLink._on_publish`)."""
         acks = self.link.acks
         now = self._clock()
         if acks:
@@ -577,6 +603,7 @@ class Pipeline:
             if self._gate:
                 return
             self._refill(now)
+            reading_topics = self._reading_topics
             while len(self._inflight) < readings_cap and self._tokens >= 1.0:
                 if self._prefetch:
                     pending = self._prefetch[0]
@@ -593,7 +620,10 @@ class Pipeline:
                 if is_document(pending.meter):
                     topic, qos, retain = f"{self.topics.prefix}/{pending.meter}", 1, True
                 else:
-                    topic, qos, retain = self.topics.reading(pending.meter), self.qos, False
+                    topic = reading_topics.get(pending.meter)
+                    if topic is None:
+                        topic = reading_topics[pending.meter] = self.topics.reading(pending.meter)
+                    qos, retain = self.qos, False
                 mid = link.publish(topic, pending.payload, qos, retain)
                 if mid is None:
                     break
