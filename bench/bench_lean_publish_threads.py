@@ -132,7 +132,9 @@ def main() -> int:
         for tree in trees:
             command = [sys.executable, __file__, "--child", f"--telegrams={args.telegrams}"]
             command.append(f"--tree={tree}")
-            out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+            out = subprocess.run(
+                command, check=True, capture_output=True, text=True, env=env
+            ).stdout
             result = json.loads(out.splitlines()[-1])
             total = sum(u + s for name, (u, s, _) in result.items() if name != "_")
             kept = best.get(tree)
@@ -140,7 +142,8 @@ def main() -> int:
                 best[tree] = result
     for tree, result in best.items():
         wall = result.pop("_")[0]
-        print(f"{tree}  ({args.telegrams:,} telegrams, {args.telegrams / wall:,.0f}/s, best of {args.rounds})")
+        rate = args.telegrams / wall
+        print(f"{tree}  ({args.telegrams:,} telegrams, {rate:,.0f}/s, best of {args.rounds})")
         print(f"  {'thread':<16} {'user us':>9} {'sys us':>9} {'wake-ups':>9}  per telegram")
         total_user = total_sys = 0.0
         for name, (user, system, switches) in sorted(result.items()):

@@ -620,10 +620,10 @@ class Pipeline:
                 if is_document(pending.meter):
                     topic, qos, retain = f"{self.topics.prefix}/{pending.meter}", 1, True
                 else:
-                    topic = reading_topics.get(pending.meter)
-                    if topic is None:
-                        topic = reading_topics[pending.meter] = self.topics.reading(pending.meter)
-                    qos, retain = self.qos, False
+                    known = reading_topics.get(pending.meter)
+                    if known is None:
+                        known = reading_topics[pending.meter] = self.topics.reading(pending.meter)
+                    topic, qos, retain = known, self.qos, False
                 mid = link.publish(topic, pending.payload, qos, retain)
                 if mid is None:
                     break

@@ -31,6 +31,27 @@ from p1daemon.reading.doc import Doc
 _escape: Callable[[str], str] = json.encoder.encode_basestring  # ensure_ascii=False's escaping
 
 
+class _EscapedTexts(dict[str, str]):
+    """Each string's JSON text (`_escape`), kept: the C encoder's own escaping was the
+    biggest part of its work (every key of every nested document, every telegram: a scan,
+    a new string, and freeing it again), while a lookup of the same key is a hash the
+    string already carries. Keys and most values (meter, header, units) repeat from
+    reading to reading; the bound keeps strings seen once (timestamps) from piling up."""
+
+    __slots__ = ()
+
+    def __missing__(self, text: str) -> str:
+        escaped = _escape(text)
+        if len(self) >= _TEXTS_KEPT:
+            self.clear()
+        self[text] = escaped
+        return escaped
+
+
+_TEXTS_KEPT = 2048
+_escaped_texts = _EscapedTexts()
+
+
 def format_datetime(value: datetime) -> str:
     """A datetime as pydantic_core writes it (see the module docstring)."""
     offset = value.utcoffset()
@@ -96,7 +117,9 @@ _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 _fast: Callable[[object, int], Any] | None = (
     None
     if _c_make_encoder is None
-    else _c_make_encoder(None, _default, _escape, None, ":", ",", False, False, False)
+    else _c_make_encoder(
+        None, _default, _escaped_texts.__getitem__, None, ":", ",", False, False, False
+    )
 )
 
 
