@@ -13,6 +13,12 @@ bench starts itself.
 Each `--tree` (a checkout, e.g. `git archive main | tar -x -C /tmp/old`; default this
 one) is measured in its own child process, the trees taking turns `--rounds` times, and
 the best round of each is shown: on a shared machine the best is the least disturbed.
+
+`--daemon`: the whole `p1daemon run` instead (bench_daemon.py's configuration: Home
+Assistant discovery, energy views, history; a finite flat-out replay into a local
+mosquitto), each tree's daemon run as `python -m p1daemon` with the tree first on the
+path; CPU and voluntary/involuntary context switches of the whole process from wait4,
+per telegram, start-up and drain included.
 """
 
 from __future__ import annotations
@@ -115,14 +121,79 @@ def child(tree: Path, telegrams: int) -> None:
     print(json.dumps(result))
 
 
+def daemon_run(tree: Path, telegrams: int) -> dict[str, float]:
+    """One `p1daemon run` of `tree`'s code: figures per telegram from the kernel."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from bench_daemon import capture_of, write_config
+    from bench_publish import Mosquitto
+
+    with tempfile.TemporaryDirectory(prefix="p1bench-daemon-") as tmp:
+        work = Path(tmp)
+        broker = Mosquitto(work)
+        broker.start()
+        try:
+            capture = work / "capture.txt"
+            count = capture_of(telegrams, REPO.parent / CAPTURE, capture)
+            config = write_config(work, capture, broker.port)
+            env = {**os.environ, "PYTHONPATH": str(tree), "MALLOC_ARENA_MAX": "2"}
+            command = [sys.executable, "-m", "p1daemon", "run", "--config", str(config)]
+            started = time.monotonic()
+            process = subprocess.Popen(
+                [*command, "--log-level", "warning"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            _, status, usage = os.wait4(process.pid, 0)
+            wall = time.monotonic() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                raise RuntimeError(f"p1daemon exited with {process.returncode}")
+        finally:
+            broker.stop()
+    per = 1e6 / count
+    return {
+        "telegrams": count,
+        "wall_s": wall,
+        "user_us": usage.ru_utime * per,
+        "sys_us": usage.ru_stime * per,
+        "voluntary": usage.ru_nvcsw / count,
+        "involuntary": usage.ru_nivcsw / count,
+    }
+
+
+def daemon_main(trees: list[Path], rounds: int, telegrams: int) -> int:
+    best: dict[Path, dict[str, float]] = {}
+    for _ in range(rounds):
+        for tree in trees:
+            result = daemon_run(tree, telegrams)
+            kept = best.get(tree)
+            if kept is None or (
+                result["user_us"] + result["sys_us"] < kept["user_us"] + kept["sys_us"]
+            ):
+                best[tree] = result
+    print(f"p1daemon run, flat-out replay, best of {rounds}; per telegram:")
+    print(f"  {'tree':<40} {'user us':>8} {'sys us':>8} {'vol. cs':>8} {'invol.':>8}")
+    for tree, r in best.items():
+        print(
+            f"  {tree!s:<40} {r['user_us']:>8.1f} {r['sys_us']:>8.1f} "
+            f"{r['voluntary']:>8.2f} {r['involuntary']:>8.2f}"
+            f"   ({r['telegrams']:,.0f} telegrams in {r['wall_s']:.1f} s)"
+        )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, action="append")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--telegrams", type=int, default=30_000)
+    parser.add_argument("--daemon", action="store_true", help="the whole daemon instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     trees = args.tree or [REPO]
+    if args.daemon:
+        return daemon_main(trees, args.rounds, args.telegrams)
     if args.child:
         child(trees[0], args.telegrams)
         return 0

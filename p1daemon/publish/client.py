@@ -159,6 +159,9 @@ def disconnect_reason(
     return name
 
 
+_SENT = MQTTErrorCode.MQTT_ERR_SUCCESS
+_NO_CONNECTION = MQTTErrorCode.MQTT_ERR_NO_CONN
+
 # Messages from subscriptions waiting for the worker; more means nobody is taking them
 # (or someone floods the topic): the oldest are dropped rather than growing memory.
 _MAX_MESSAGES = 100
@@ -294,11 +297,12 @@ class BrokerLink:
         except ValueError as exc:
             log.error("cannot publish to %s: %s", topic, exc)
             return None
-        if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
-                return None  # paho drops QoS 0 messages it cannot send
+        rc = info.rc
+        if rc == _SENT:
             return int(info.mid)
-        return None
+        if rc == _NO_CONNECTION and qos:  # kept by paho for after the reconnect
+            return int(info.mid)
+        return None  # refused, or QoS 0 that paho drops when it cannot send it
 
     # -- paho callbacks (paho's network thread) --------------------------------------------
 

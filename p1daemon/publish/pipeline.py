@@ -257,6 +257,8 @@ class Pipeline:
         memory budget is waiting for it. A meter sending one telegram a second never
         gets here: readings older than `commit_interval_s` go to disk and stop counting.
         """
+        if self._volatile_bytes <= self.memory_budget_bytes:
+            return  # the common case, without the lock: a stale figure only delays a wait
         with self._room:
             if self._volatile_bytes <= self.memory_budget_bytes or not self.link.connected:
                 return
@@ -326,29 +328,39 @@ class Pipeline:
                 )
                 self._stalls = 0
         with self.lock:
+            # Once per acknowledgement, flat out thousands a second: what the loop needs
+            # is looked up once, and producers waiting for room are told once at the end.
+            inflight, gate, counters = self._inflight, self._gate, self.counters
+            by_meter = counters.published_by_meter
+            volatile = self._volatile
+            freed = 0
             while acks:
                 mid = acks.popleft()
-                item = self._inflight.pop(mid, None)
-                self._gate.discard(mid)
+                item = inflight.pop(mid, None)
+                if gate:
+                    gate.discard(mid)
                 if item is None:
                     continue
-                if isinstance(item, Pending):
-                    if is_document(item.meter):
-                        self.counters.documents_published += 1
+                if type(item) is Pending:
+                    meter = item.meter
+                    if is_document(meter):
+                        counters.documents_published += 1
                     else:
-                        self.counters.published += 1
-                        by_meter = self.counters.published_by_meter
-                        by_meter[item.meter] = by_meter.get(item.meter, 0) + 1
+                        counters.published += 1
+                        by_meter[meter] = by_meter.get(meter, 0) + 1
                     if item.persisted:
                         self._to_delete.append(item.key)
                         if self._delete_since is None:
                             self._delete_since = now
-                    else:
-                        self._forget(item)
+                    elif volatile.pop(item.key, None) is not None:  # `_forget`, batched
+                        freed += len(item.payload)
                 elif item.meter is not None:
                     self._latest_busy.discard(item.meter)
                 else:
                     self._side_busy.discard(item.topic)
+            if freed:
+                self._volatile_bytes -= freed
+                self._room_check()
 
     def _check_acks(self, now: float) -> None:
         """No PUBACK for `ack_timeout_s` while messages are in flight: say so, reconnect."""
@@ -473,8 +485,12 @@ class Pipeline:
         """No longer only in RAM (written, acknowledged or dropped). Caller holds the lock."""
         if self._volatile.pop(pending.key, None) is not None:
             self._volatile_bytes -= len(pending.payload)
-            if self._room_waiters and self._volatile_bytes <= self.memory_budget_bytes // 2:
-                self._room.notify_all()
+            self._room_check()
+
+    def _room_check(self) -> None:
+        """Wake producers waiting in `wait_for_room` if there is room now (lock held)."""
+        if self._room_waiters and self._volatile_bytes <= self.memory_budget_bytes // 2:
+            self._room.notify_all()
 
     def _over_budget(self) -> bool:
         """Too much only in RAM: write it now rather than at the commit deadline.
@@ -603,36 +619,48 @@ class Pipeline:
             if self._gate:
                 return
             self._refill(now)
-            reading_topics = self._reading_topics
-            while len(self._inflight) < readings_cap and self._tokens >= 1.0:
-                if self._prefetch:
-                    pending = self._prefetch[0]
-                    source = self._prefetch
-                elif self._disk_tail > self._cursor:
-                    break  # older readings are still on disk: load them first
-                elif self._unsent:
-                    pending = self._unsent[0]
-                    source = self._unsent
-                else:
-                    break
-                if not link.connected or link.generation != gen:
-                    break
-                if is_document(pending.meter):
-                    topic, qos, retain = f"{self.topics.prefix}/{pending.meter}", 1, True
-                else:
-                    known = reading_topics.get(pending.meter)
-                    if known is None:
-                        known = reading_topics[pending.meter] = self.topics.reading(pending.meter)
-                    topic, qos, retain = known, self.qos, False
-                mid = link.publish(topic, pending.payload, qos, retain)
-                if mid is None:
-                    break
-                source.popleft()
-                pending.gen = gen
-                self._track(mid, pending)
-                self._sent_high = max(self._sent_high, pending.key)
-                self._cursor = max(self._cursor, pending.key)
-                self._tokens -= 1.0
+            self._pump_readings(gen, readings_cap)
+
+    def _pump_readings(self, gen: int, cap: int) -> None:
+        """Send readings and documents, oldest first, while the window and the rate allow
+        (lock held). Once per message: what the loop needs is looked up once."""
+        link, inflight = self.link, self._inflight
+        prefetch, unsent = self._prefetch, self._unsent
+        reading_topics, qos = self._reading_topics, self.qos
+        while len(inflight) < cap and self._tokens >= 1.0:
+            if prefetch:
+                pending = prefetch[0]
+                source = prefetch
+            elif self._disk_tail > self._cursor:
+                break  # older readings are still on disk: load them first
+            elif unsent:
+                pending = unsent[0]
+                source = unsent
+            else:
+                break
+            if not link.connected or link.generation != gen:
+                break
+            meter = pending.meter
+            if is_document(meter):
+                mid = link.publish(f"{self.topics.prefix}/{meter}", pending.payload, 1, True)
+            else:
+                topic = reading_topics.get(meter)
+                if topic is None:
+                    topic = reading_topics[meter] = self.topics.reading(meter)
+                mid = link.publish(topic, pending.payload, qos, False)
+            if mid is None:
+                break
+            source.popleft()
+            pending.gen = gen
+            if not inflight:  # as `_track`: the wait for an ack starts now
+                self._ack_progress_at = self._clock()
+            inflight[mid] = pending
+            key = pending.key
+            if key > self._sent_high:
+                self._sent_high = key
+            if key > self._cursor:
+                self._cursor = key
+            self._tokens -= 1.0
 
     def _caps(self) -> tuple[int, int]:
         """(all messages, readings) allowed in flight; MQTT 5 brokers may announce a limit."""

@@ -214,11 +214,13 @@ class MqttSink:
         meter = reading.meter
         if meter in RESERVED_METER_NAMES:
             raise ValueError(f"meter name {meter!r} is reserved for the daemon's own topics")
-        now = time.monotonic()
         with self._accept_lock:
             if self._closed:
                 raise SinkClosed("the MQTT sink is stopped")
-            admitted = self._throttle.offer(meter, reading, now)
+            throttle = self._throttle
+            admitted = (
+                throttle.offer(meter, reading, time.monotonic()) if throttle.active else reading
+            )
             self._meters.add(meter)
             # Serialised under the lock so that readings of one meter keep their order.
             # Held back by the throttle: the worker must see its new due time.
