@@ -223,5 +223,6 @@ def test_kept_string_texts_stay_bounded_and_exact() -> None:
             escaped = encode._escape(text)
             assert encode.to_json(document) == f'{{"value":{float(n)!r},"unit":{escaped}}}'
         assert len(encode._escaped_texts) <= encode._TEXTS_KEPT
+    assert all(len(text) <= encode._LONGEST_KEPT for text in encode._escaped_texts)
     for reading in captured()[:20]:  # and what was kept before is still right
         assert_same_json(reading)

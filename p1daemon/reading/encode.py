@@ -32,23 +32,26 @@ _escape: Callable[[str], str] = json.encoder.encode_basestring  # ensure_ascii=F
 
 
 class _EscapedTexts(dict[str, str]):
-    """Each string's JSON text (`_escape`), kept: the C encoder's own escaping was the
-    biggest part of its work (every key of every nested document, every telegram: a scan,
-    a new string, and freeing it again), while a lookup of the same key is a hash the
-    string already carries. Keys and most values (meter, header, units) repeat from
-    reading to reading; the bound keeps strings seen once (timestamps) from piling up."""
+    """Each short string's JSON text (`_escape`), kept: the C encoder's own escaping was
+    the biggest part of its work (every key of every nested document, every telegram: a
+    scan, a new string, and freeing it again), while a lookup of the same key is a hash
+    the string already carries. Keys and most values (meter, header, equipment id,
+    units) are short and repeat from reading to reading; longer strings (the datetimes,
+    new in every telegram) are escaped as before and not kept, so memory stays small."""
 
     __slots__ = ()
 
     def __missing__(self, text: str) -> str:
         escaped = _escape(text)
-        if len(self) >= _TEXTS_KEPT:
-            self.clear()
-        self[text] = escaped
+        if len(text) <= _LONGEST_KEPT:
+            if len(self) >= _TEXTS_KEPT:
+                self.clear()
+            self[text] = escaped
         return escaped
 
 
-_TEXTS_KEPT = 2048
+_TEXTS_KEPT = 1024
+_LONGEST_KEPT = 24  # every key; a datetime's text is longer
 _escaped_texts = _EscapedTexts()
 
 
