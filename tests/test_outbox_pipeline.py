@@ -417,3 +417,36 @@ def test_an_unreadable_outbox_with_the_broker_there_is_retried_not_spun_on(
     pipeline.step()
     pipeline.step()
     assert link.readings() == list(range(20))
+
+
+def test_the_worker_is_woken_only_when_a_reading_needs_it(tmp_path: Path) -> None:
+    """`accept` says when the worker must wake: not for every reading (a notify and a
+    context switch each), but never so rarely that one waits: an idle connection, the
+    first reading only in RAM (its commit deadline), too much in RAM."""
+    link, clock = ScriptedLink(), Clock()
+    pipeline, _ = make(tmp_path, link, clock, commit_interval_s=10.0)
+    pipeline.memory_budget_bytes = 2_000
+    assert pipeline.accept("house", doc(1))  # disconnected, but the first in RAM only
+    assert not pipeline.accept("house", doc(2))  # disconnected: the connection wakes it
+    connect(pipeline, link)
+    pipeline.step()
+    assert link.readings() == [1, 2]
+    # In flight: their acknowledgements wake the worker, whose round sends what came since.
+    assert not pipeline.accept("house", doc(3))
+    assert not pipeline.queue_side("p1/site/connection", b"{}")
+    assert not pipeline.accept_document("p1/house/quarter", b"{}")
+    link.ack_all()
+    pipeline.step()
+    assert link.readings() == [1, 2, 3]
+    link.ack_all()
+    pipeline.step()
+    assert not pipeline._inflight
+    # Nothing in flight on a live connection: nothing else would wake it.
+    assert pipeline.queue_side("p1/site/connection", b"{}")
+    pipeline.step()
+    assert pipeline._inflight
+    # Over twice the budget while connected: to disk now, whatever is in flight.
+    assert pipeline.accept("house", doc(4))  # the first only in RAM again
+    woken = [pipeline.accept("house", doc(n)) for n in range(5, 200)]
+    assert not woken[0] and woken[-1]
+    assert pipeline._volatile_bytes > 2 * pipeline.memory_budget_bytes

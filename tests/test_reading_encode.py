@@ -209,3 +209,20 @@ def test_the_same_instant_at_another_offset_is_written_with_its_own_offset() -> 
         assert_same_json(peak)
         assert encode.to_json(peak).count("2024-10-27T") == 2
         assert '"at":"' + second.isoformat() + '"' in encode.to_json(peak)
+
+
+def test_kept_string_texts_stay_bounded_and_exact() -> None:
+    """The encoder keeps each string's escaped text (keys and values repeat); strings seen
+    once must neither pile up nor come out wrong, escapes and non-ASCII included."""
+    for n in range(2 * encode._TEXTS_KEPT + 10):
+        text = f'{n}"\\\x01é' if n % 2 else f"e{n}"
+        document = model.Limiter(value=float(n), unit=text)
+        if n % 97 == 0:
+            assert_same_json(document)
+        else:
+            escaped = encode._escape(text)
+            assert encode.to_json(document) == f'{{"value":{float(n)!r},"unit":{escaped}}}'
+        assert len(encode._escaped_texts) <= encode._TEXTS_KEPT
+    assert all(len(text) <= encode._LONGEST_KEPT for text in encode._escaped_texts)
+    for reading in captured()[:20]:  # and what was kept before is still right
+        assert_same_json(reading)

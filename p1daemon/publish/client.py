@@ -159,6 +159,9 @@ def disconnect_reason(
     return name
 
 
+_SENT = MQTTErrorCode.MQTT_ERR_SUCCESS
+_NO_CONNECTION = MQTTErrorCode.MQTT_ERR_NO_CONN
+
 # Messages from subscriptions waiting for the worker; more means nobody is taking them
 # (or someone floods the topic): the oldest are dropped rather than growing memory.
 _MAX_MESSAGES = 100
@@ -294,11 +297,12 @@ class BrokerLink:
         except ValueError as exc:
             log.error("cannot publish to %s: %s", topic, exc)
             return None
-        if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            if qos == 0 and info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
-                return None  # paho drops QoS 0 messages it cannot send
+        rc = info.rc
+        if rc == _SENT:
             return int(info.mid)
-        return None
+        if rc == _NO_CONNECTION and qos:  # kept by paho for after the reconnect
+            return int(info.mid)
+        return None  # refused, or QoS 0 that paho drops when it cannot send it
 
     # -- paho callbacks (paho's network thread) --------------------------------------------
 
@@ -368,8 +372,15 @@ class BrokerLink:
             if reason not in self._rejections_logged:
                 self._rejections_logged.add(reason)
                 log.error("MQTT broker %s refused a published message: %s", self.where, reason)
-        self.acks.append(mid)
-        self._wake()
+        acks = self.acks
+        acks.append(mid)
+        # Only the first acknowledgement the worker has not taken yet wakes it: its round
+        # takes every one queued by then (`Pipeline.take_acks` empties the deque), so a
+        # burst of PUBACKs read in one go costs one wake-up, not one each. Appending
+        # first and counting after cannot miss one: if the worker emptied the deque in
+        # between, it took this one too.
+        if len(acks) == 1:
+            self._wake()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.messages.append((message.topic, bytes(message.payload)))

@@ -174,6 +174,7 @@ class Pipeline:
         self._to_delete: list[int] = []
         self._delete_since: float | None = None
         self._newest: dict[str, bytes] = {}
+        self._reading_topics: dict[str, str] = {}  # meter -> its reading topic, made once
         self._latest_busy: set[str] = set()
         self._side_pending: dict[str, bytes] = {}
         self._side_busy: set[str] = set()
@@ -194,25 +195,44 @@ class Pipeline:
 
     # -- any thread ------------------------------------------------------------------------
 
-    def accept(self, meter: str, payload: bytes) -> None:
-        """Take ownership of one reading. Only bookkeeping under the lock: never blocks long."""
+    def accept(self, meter: str, payload: bytes) -> bool:
+        """Take ownership of one reading. Only bookkeeping under the lock: never blocks long.
+
+        Returns whether the worker must be woken for it (see `_wake_needed`)."""
         now_mono = self._clock()
         now_wall = self._wall()
         with self.lock:
             key = self._next_key
             self._next_key += 1
             pending = Pending(key, meter, payload, now_wall, now_mono)
+            first = not self._volatile
             self._unsent.append(pending)
             self._volatile[key] = pending
             self._volatile_bytes += len(payload)
             self._newest[meter] = payload
-            self.counters.accepted += 1
-            by_meter = self.counters.accepted_by_meter
+            counters = self.counters
+            counters.accepted += 1
+            by_meter = counters.accepted_by_meter
             by_meter[meter] = by_meter.get(meter, 0) + 1
+            return first or self._wake_needed()
 
-    def accept_document(self, topic: str, payload: bytes) -> None:
+    def _wake_needed(self) -> bool:
+        """Whether something just queued needs the worker now (caller holds the lock).
+
+        Waking the worker for every reading cost a notify and a context switch per
+        telegram, and a round that sent one message. It is not needed while messages are
+        in flight on a live connection: each acknowledgement wakes the worker, whose
+        round then sends everything queued since (or the ack timeout does, which the
+        worker's sleep already counts). Nor while disconnected: the connection wakes it.
+        What remains: an idle connection, a first reading only in RAM (its commit deadline
+        is not in the worker's sleep yet), and too much in RAM (to be written now).
+        """
+        return (not self._inflight and self.link.connected) or self._over_budget()
+
+    def accept_document(self, topic: str, payload: bytes) -> bool:
         """Take ownership of one document for `topic` (below the prefix); see the module
-        docstring. Same ordering and durability as a reading accepted at the same moment."""
+        docstring. Same ordering and durability as a reading accepted at the same moment.
+        Returns whether the worker must be woken for it (as `accept`)."""
         head = f"{self.topics.prefix}/"
         channel = topic.removeprefix(head)
         if not topic.startswith(head) or not is_document(channel):
@@ -223,10 +243,12 @@ class Pipeline:
             key = self._next_key
             self._next_key += 1
             pending = Pending(key, channel, payload, now_wall, now_mono)
+            first = not self._volatile
             self._unsent.append(pending)
             self._volatile[key] = pending
             self._volatile_bytes += len(payload)
             self.counters.documents_accepted += 1
+            return first or self._wake_needed()
 
     def wait_for_room(self) -> None:
         """Backpressure for a producer faster than the broker (a replay running flat out).
@@ -235,6 +257,8 @@ class Pipeline:
         memory budget is waiting for it. A meter sending one telegram a second never
         gets here: readings older than `commit_interval_s` go to disk and stop counting.
         """
+        if self._volatile_bytes <= self.memory_budget_bytes:
+            return  # the common case, without the lock: a stale figure only delays a wait
         with self._room:
             if self._volatile_bytes <= self.memory_budget_bytes or not self.link.connected:
                 return
@@ -270,12 +294,14 @@ class Pipeline:
 
     # -- worker thread ---------------------------------------------------------------------
 
-    def queue_side(self, topic: str, payload: bytes) -> None:
+    def queue_side(self, topic: str, payload: bytes) -> bool:
         """A retained state message (status, health, discovery config, site connection):
         the newest one per topic wins. Safe from any thread (only bookkeeping under the
-        lock), so readers may queue what a reading changed."""
+        lock), so readers may queue what a reading changed. Returns whether the worker
+        must be woken for it (as `accept`)."""
         with self.lock:
             self._side_pending[topic] = payload
+            return self._wake_needed()
 
     def step(self) -> float:
         """One round of work; returns how long the worker may sleep if nothing wakes it."""
@@ -288,6 +314,8 @@ class Pipeline:
         return self._sleep_for(self._clock())
 
     def take_acks(self) -> None:
+        """Book every acknowledgement queued by the link. Always empties `link.acks`: the
+        link wakes the worker only for the first one after that (`BrokerLink._on_publish`)."""
         acks = self.link.acks
         now = self._clock()
         if acks:
@@ -300,29 +328,39 @@ class Pipeline:
                 )
                 self._stalls = 0
         with self.lock:
+            # Once per acknowledgement, flat out thousands a second: what the loop needs
+            # is looked up once, and producers waiting for room are told once at the end.
+            inflight, gate, counters = self._inflight, self._gate, self.counters
+            by_meter = counters.published_by_meter
+            volatile = self._volatile
+            freed = 0
             while acks:
                 mid = acks.popleft()
-                item = self._inflight.pop(mid, None)
-                self._gate.discard(mid)
+                item = inflight.pop(mid, None)
+                if gate:
+                    gate.discard(mid)
                 if item is None:
                     continue
-                if isinstance(item, Pending):
-                    if is_document(item.meter):
-                        self.counters.documents_published += 1
+                if type(item) is Pending:
+                    meter = item.meter
+                    if is_document(meter):
+                        counters.documents_published += 1
                     else:
-                        self.counters.published += 1
-                        by_meter = self.counters.published_by_meter
-                        by_meter[item.meter] = by_meter.get(item.meter, 0) + 1
+                        counters.published += 1
+                        by_meter[meter] = by_meter.get(meter, 0) + 1
                     if item.persisted:
                         self._to_delete.append(item.key)
                         if self._delete_since is None:
                             self._delete_since = now
-                    else:
-                        self._forget(item)
+                    elif volatile.pop(item.key, None) is not None:  # `_forget`, batched
+                        freed += len(item.payload)
                 elif item.meter is not None:
                     self._latest_busy.discard(item.meter)
                 else:
                     self._side_busy.discard(item.topic)
+            if freed:
+                self._volatile_bytes -= freed
+                self._room_check()
 
     def _check_acks(self, now: float) -> None:
         """No PUBACK for `ack_timeout_s` while messages are in flight: say so, reconnect."""
@@ -447,8 +485,12 @@ class Pipeline:
         """No longer only in RAM (written, acknowledged or dropped). Caller holds the lock."""
         if self._volatile.pop(pending.key, None) is not None:
             self._volatile_bytes -= len(pending.payload)
-            if self._room_waiters and self._volatile_bytes <= self.memory_budget_bytes // 2:
-                self._room.notify_all()
+            self._room_check()
+
+    def _room_check(self) -> None:
+        """Wake producers waiting in `wait_for_room` if there is room now (lock held)."""
+        if self._room_waiters and self._volatile_bytes <= self.memory_budget_bytes // 2:
+            self._room.notify_all()
 
     def _over_budget(self) -> bool:
         """Too much only in RAM: write it now rather than at the commit deadline.
@@ -577,32 +619,48 @@ class Pipeline:
             if self._gate:
                 return
             self._refill(now)
-            while len(self._inflight) < readings_cap and self._tokens >= 1.0:
-                if self._prefetch:
-                    pending = self._prefetch[0]
-                    source = self._prefetch
-                elif self._disk_tail > self._cursor:
-                    break  # older readings are still on disk: load them first
-                elif self._unsent:
-                    pending = self._unsent[0]
-                    source = self._unsent
-                else:
-                    break
-                if not link.connected or link.generation != gen:
-                    break
-                if is_document(pending.meter):
-                    topic, qos, retain = f"{self.topics.prefix}/{pending.meter}", 1, True
-                else:
-                    topic, qos, retain = self.topics.reading(pending.meter), self.qos, False
-                mid = link.publish(topic, pending.payload, qos, retain)
-                if mid is None:
-                    break
-                source.popleft()
-                pending.gen = gen
-                self._track(mid, pending)
-                self._sent_high = max(self._sent_high, pending.key)
-                self._cursor = max(self._cursor, pending.key)
-                self._tokens -= 1.0
+            self._pump_readings(gen, readings_cap)
+
+    def _pump_readings(self, gen: int, cap: int) -> None:
+        """Send readings and documents, oldest first, while the window and the rate allow
+        (lock held). Once per message: what the loop needs is looked up once."""
+        link, inflight = self.link, self._inflight
+        prefetch, unsent = self._prefetch, self._unsent
+        reading_topics, qos = self._reading_topics, self.qos
+        while len(inflight) < cap and self._tokens >= 1.0:
+            if prefetch:
+                pending = prefetch[0]
+                source = prefetch
+            elif self._disk_tail > self._cursor:
+                break  # older readings are still on disk: load them first
+            elif unsent:
+                pending = unsent[0]
+                source = unsent
+            else:
+                break
+            if not link.connected or link.generation != gen:
+                break
+            meter = pending.meter
+            if is_document(meter):
+                mid = link.publish(f"{self.topics.prefix}/{meter}", pending.payload, 1, True)
+            else:
+                topic = reading_topics.get(meter)
+                if topic is None:
+                    topic = reading_topics[meter] = self.topics.reading(meter)
+                mid = link.publish(topic, pending.payload, qos, False)
+            if mid is None:
+                break
+            source.popleft()
+            pending.gen = gen
+            if not inflight:  # as `_track`: the wait for an ack starts now
+                self._ack_progress_at = self._clock()
+            inflight[mid] = pending
+            key = pending.key
+            if key > self._sent_high:
+                self._sent_high = key
+            if key > self._cursor:
+                self._cursor = key
+            self._tokens -= 1.0
 
     def _caps(self) -> tuple[int, int]:
         """(all messages, readings) allowed in flight; MQTT 5 brokers may announce a limit."""

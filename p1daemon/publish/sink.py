@@ -214,18 +214,20 @@ class MqttSink:
         meter = reading.meter
         if meter in RESERVED_METER_NAMES:
             raise ValueError(f"meter name {meter!r} is reserved for the daemon's own topics")
-        now = time.monotonic()
         with self._accept_lock:
             if self._closed:
                 raise SinkClosed("the MQTT sink is stopped")
-            admitted = self._throttle.offer(meter, reading, now)
+            throttle = self._throttle
+            admitted = (
+                throttle.offer(meter, reading, time.monotonic()) if throttle.active else reading
+            )
             self._meters.add(meter)
-            if admitted is not None:
-                # Serialised under the lock so that readings of one meter keep their order.
-                pipeline.accept(meter, to_json_bytes(admitted))
+            # Serialised under the lock so that readings of one meter keep their order.
+            # Held back by the throttle: the worker must see its new due time.
+            wake = admitted is None or pipeline.accept(meter, to_json_bytes(admitted))
         # Already set: the worker has not cleared it yet, so its next round (which comes
-        # after the clear) sees this reading; a set costs a lock and a notify per telegram.
-        if not self._wake.is_set():
+        # after the clear) sees this reading; a set costs a lock and a notify.
+        if wake and not self._wake.is_set():
             self._wake.set()
 
     def on_documents(self, documents: Sequence[Document]) -> None:
@@ -233,16 +235,18 @@ class MqttSink:
         pipeline = self.pipeline
         if pipeline is None:
             raise RuntimeError("MqttSink.on_documents() before start()")
+        wake = False
         with self._accept_lock:
             if self._closed:
                 log.warning("%d document(s) after the MQTT sink stopped: not sent", len(documents))
                 return
             for document in documents:
                 if document.record:
-                    pipeline.accept_document(document.topic, document.payload)
+                    wake = pipeline.accept_document(document.topic, document.payload) or wake
                 else:
-                    pipeline.queue_side(document.topic, document.payload)
-        self._wake.set()
+                    wake = pipeline.queue_side(document.topic, document.payload) or wake
+        if wake and not self._wake.is_set():
+            self._wake.set()
 
     def apply_config(self, config: Config) -> None:
         """On reload: new publishing intervals apply at once; `[mqtt]` and `[buffer]`
@@ -388,6 +392,8 @@ class MqttSink:
         self._shutdown()
 
     def _release_throttled(self) -> None:
+        if not self._throttle.active:  # read without the lock: a reload is seen next round
+            return
         pipeline = self.pipeline
         assert pipeline is not None
         now = time.monotonic()
@@ -396,6 +402,8 @@ class MqttSink:
                 pipeline.accept(reading.meter, to_json_bytes(reading))
 
     def _throttle_due(self) -> float | None:
+        if not self._throttle.active:
+            return None
         with self._accept_lock:
             return self._throttle.next_due()
 

@@ -36,6 +36,12 @@ class Throttle(Generic[_T]):
         }
         self.replaced = 0  # readings superseded by a newer one inside an interval
 
+    @property
+    def active(self) -> bool:
+        """Whether any meter is throttled at all (most installations: none), so that the
+        publisher's worker can skip asking on every round."""
+        return bool(self._slots)
+
     def offer(self, meter: str, item: _T, now: float) -> _T | None:
         """The item to accept now, or None if it is held until its interval is over."""
         slot = self._slots.get(meter)

@@ -31,6 +31,30 @@ from p1daemon.reading.doc import Doc
 _escape: Callable[[str], str] = json.encoder.encode_basestring  # ensure_ascii=False's escaping
 
 
+class _EscapedTexts(dict[str, str]):
+    """Each short string's JSON text (`_escape`), kept: the C encoder's own escaping was
+    the biggest part of its work (every key of every nested document, every telegram: a
+    scan, a new string, and freeing it again), while a lookup of the same key is a hash
+    the string already carries. Keys and most values (meter, header, equipment id,
+    units) are short and repeat from reading to reading; longer strings (the datetimes,
+    new in every telegram) are escaped as before and not kept, so memory stays small."""
+
+    __slots__ = ()
+
+    def __missing__(self, text: str) -> str:
+        escaped = _escape(text)
+        if len(text) <= _LONGEST_KEPT:
+            if len(self) >= _TEXTS_KEPT:
+                self.clear()
+            self[text] = escaped
+        return escaped
+
+
+_TEXTS_KEPT = 1024
+_LONGEST_KEPT = 24  # every key; a datetime's text is longer
+_escaped_texts = _EscapedTexts()
+
+
 def format_datetime(value: datetime) -> str:
     """A datetime as pydantic_core writes it (see the module docstring)."""
     offset = value.utcoffset()
@@ -96,7 +120,9 @@ _c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
 _fast: Callable[[object, int], Any] | None = (
     None
     if _c_make_encoder is None
-    else _c_make_encoder(None, _default, _escape, None, ":", ",", False, False, False)
+    else _c_make_encoder(
+        None, _default, _escaped_texts.__getitem__, None, ":", ",", False, False, False
+    )
 )
 
 
