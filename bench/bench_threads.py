@@ -1,6 +1,6 @@
 """The publishing path per thread: CPU and wake-ups of the reader, the publisher and paho.
 
-    .venv/bin/python bench/bench_lean_publish_threads.py [--tree DIR ...] [--rounds 3]
+    .venv/bin/python bench/bench_threads.py [--tree DIR ...] [--rounds 3]
 
 What bench_publish.py measures as one figure (the whole process's CPU per telegram), split
 by thread, because the cost of handing readings from one thread to the next (a wake-up, a
