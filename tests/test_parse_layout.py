@@ -191,7 +191,7 @@ def test_non_ascii_telegrams_have_no_layout() -> None:
     """A replaced byte would make str offsets differ from byte offsets: never cached."""
     body = b"/XMX5XMXABCE000018914\r\n\r\n0-0:96.13.0(\xe9t\xe9)\r\n1-0:1.8.1(000001.000*kWh)\r\n!"
     frame = Frame(body, None, False)
-    assert build_layout(body, False, parse_telegram(frame)) is None
+    assert build_layout(body, False, parse_telegram(frame)).decode is None
     parser = LayoutParser()
     for _ in range(3):
         _assert_same(parser, frame)
@@ -226,3 +226,34 @@ def test_dropped_frames_stay_dropped() -> None:
     assert got == expected
     assert sum(isinstance(e, Dropped) for e in got) >= 2
     assert stream._parser.hits > 500
+
+
+def test_a_meter_that_changes_form_every_telegram_seldom_makes_layouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Making a layout costs ~15 general parses: a form that never repeats must not pay it
+    every telegram; and once the form settles, the layout is made and used again."""
+    if not STREAM.is_file():
+        pytest.skip(f"no {STREAM}")
+    import p1daemon.parse.layout as layout_module
+
+    made = 0
+    build = layout_module.build_layout
+
+    def counting(body: bytes, has_crc: bool, reading: object) -> object:
+        nonlocal made
+        made += 1
+        return build(body, has_crc, reading)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(layout_module, "build_layout", counting)
+    frames = _frames(STREAM)
+    parser = LayoutParser()
+    for i, frame in enumerate(frames[:400]):
+        # A text message one character longer each time: a new form in every telegram.
+        body = frame.body.replace(b"0-0:96.13.0()", b"0-0:96.13.0(" + b"3" * (i + 1) * 2 + b")")
+        _assert_same(parser, Frame(body, frame.crc, True))
+    assert parser.hits == 0
+    assert made <= 12, made
+    for frame in frames:
+        _assert_same(parser, frame)
+    assert parser.hits >= len(frames) - 260, parser.hits

@@ -90,7 +90,7 @@ class Layout:
     the general way without the layout being rebuilt for each of them.
     """
 
-    __slots__ = ("_fixed", "_mask", "_skeleton", "decode", "has_crc")
+    __slots__ = ("_fixed", "_mask", "_skeleton", "decode", "has_crc", "hits")
 
     def __init__(self, body: bytes, has_crc: bool, variable: list[tuple[int, int]]) -> None:
         # With or without a CRC decides the version of meters that declare none.
@@ -105,28 +105,26 @@ class Layout:
         self._mask = int.from_bytes(mask)
         self._fixed = int.from_bytes(body) & self._mask
         self.decode: Callable[[str], Reading] | None = None
+        self.hits = 0  # telegrams it matched
 
-    def matches(self, body: bytes) -> bool:
-        """The same skeleton: only digits differ, and only digits of values."""
-        return (
-            body.translate(_ZERO_DIGITS) == self._skeleton
-            and int.from_bytes(body) & self._mask == self._fixed
-        )
+    def matches(self, body: bytes, skeleton: bytes) -> bool:
+        """The same skeleton (`body` with its digits zeroed): only digits of values differ."""
+        return skeleton == self._skeleton and int.from_bytes(body) & self._mask == self._fixed
 
 
-def build_layout(body: bytes, has_crc: bool, reading: Reading) -> Layout | None:
-    """The layout of `body`, whose general parse is `reading`; None if its lines are irregular.
+def build_layout(body: bytes, has_crc: bool, reading: Reading) -> Layout:
+    """The layout of `body`, whose general parse is `reading`.
 
-    A layout whose shortcuts do not reproduce `reading` exactly is returned with `decode`
-    None, like any other ineligible one.
+    A telegram the shortcuts do not cover (irregular lines, forms they do not take, or a
+    decoder that would not reproduce `reading` exactly) gets a layout with `decode` None:
+    its exact repeats are then recognised as such, and parsed the general way.
     """
     try:
         text = body[:-1].decode("ascii")
     except UnicodeDecodeError:
-        return None  # a replaced byte would shift str offsets against byte offsets
+        # A replaced byte would shift str offsets against byte offsets.
+        return Layout(body, has_crc, [])
     after_header = text.find("\n") + 1
-    if not after_header:
-        return None
     lines = text.splitlines()
     spans = [
         (match.group(1), match.start(2), match.end(2))
@@ -134,18 +132,18 @@ def build_layout(body: bytes, has_crc: bool, reading: Reading) -> Layout | None:
     ]
     # Only the telegrams the general split takes in one regex (see split_objects), with no
     # OBIS code twice: any other telegram repairs lines, which no layout replays.
-    if len(spans) != len(lines) - lines.count("") - (1 if lines[0] else 0):
-        return None
-    if len({obis for obis, _, _ in spans}) != len(spans):
-        return None
+    regular = (
+        after_header > 0
+        and len(spans) == len(lines) - lines.count("") - (1 if lines[0] else 0)
+        and len({obis for obis, _, _ in spans}) == len(spans)
+    )
+    if not regular:
+        return Layout(body, has_crc, [])
     layout = Layout(body, has_crc, [(start + 1, end - 1) for _, start, end in spans])
     try:
         decode = _compile(text, lines[0][1:], spans, has_crc)
-    except _Ineligible:
-        return layout
-    try:
         made = decode(text)
-    except Exception:  # a shortcut that fails is not used, never fatal
+    except Exception:  # a form the shortcuts do not take (_Ineligible), or any failure
         return layout
     if made == reading and to_json(made) == to_json(reading):
         layout.decode = decode
@@ -431,32 +429,65 @@ _NAMESPACE: dict[str, Any] = {
 }
 
 
+# Layouts kept per stream: a meter may alternate between a few (a text message that comes
+# and goes), and a kept one is checked in ~0.5 us where making it again costs ~0.5 ms.
+_KEPT = 4
+# At most this many telegrams between two attempts to make a layout when the last one made
+# was never used: a meter whose telegrams change their form all the time must not pay for
+# a new layout on every telegram.
+_MAX_PAUSE = 256
+
+
 class LayoutParser:
-    """`parse_telegram` for one stream, with the layout of its last telegram cached.
+    """`parse_telegram` for one stream, with the layouts of its recent telegrams cached.
 
     Frames reach it only after framing and the CRC check (p1daemon/parse/stream.py): the
-    layout is made from, and applied to, accepted telegrams alone.
+    layouts are made from, and applied to, accepted telegrams alone.
     """
 
-    __slots__ = ("_layout", "hits")
+    __slots__ = ("_layouts", "_pause", "_wait", "hits")
 
     def __init__(self) -> None:
-        self._layout: Layout | None = None
-        self.hits = 0  # telegrams decoded by the layout (tests hold it to being used)
+        self._layouts: list[Layout] = []  # most recently used first
+        self._pause = 1
+        self._wait = 0
+        self.hits = 0  # telegrams decoded by a layout (tests hold it to being used)
 
     def parse(self, frame: Frame) -> Reading:
-        body: bytes = frame.body
+        body = frame.body
         has_crc = frame.crc is not None
-        layout = self._layout
-        if layout is not None and layout.matches(body) and layout.has_crc == has_crc:
-            if layout.decode is None:
-                return parse_telegram(frame)
+        skeleton = body.translate(_ZERO_DIGITS)
+        for layout in self._layouts:
+            if layout.has_crc is has_crc and layout.matches(body, skeleton):
+                return self._decode(layout, frame)
+        return self._miss(frame, has_crc)
+
+    def _decode(self, layout: Layout, frame: Frame) -> Reading:
+        layout.hits += 1
+        self._pause = 1
+        if layout is not self._layouts[0]:
+            self._layouts.remove(layout)
+            self._layouts.insert(0, layout)
+        if layout.decode is not None:
             try:
-                reading = layout.decode(body[:-1].decode("ascii"))
-                self.hits += 1
-                return reading
-            except Exception:  # never worse than the general parser
+                reading = layout.decode(frame.body[:-1].decode("ascii"))
+            except Exception:  # never worse than the general parser: it decides
                 return parse_telegram(frame)
+            self.hits += 1
+            return reading
+        return parse_telegram(frame)
+
+    def _miss(self, frame: Frame, has_crc: bool) -> Reading:
         reading = parse_telegram(frame)
-        self._layout = build_layout(body, has_crc, reading)
+        if self._wait:
+            self._wait -= 1
+            if self._wait:
+                return reading
+        elif self._layouts and not self._layouts[0].hits:
+            # The last layout made was never used: wait before making another.
+            self._wait = self._pause
+            self._pause = min(2 * self._pause, _MAX_PAUSE)
+            return reading
+        self._layouts.insert(0, build_layout(frame.body, has_crc, reading))
+        del self._layouts[_KEPT:]
         return reading
