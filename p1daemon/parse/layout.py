@@ -432,9 +432,10 @@ _NAMESPACE: dict[str, Any] = {
 # Layouts kept per stream: a meter may alternate between a few (a text message that comes
 # and goes), and a kept one is checked in ~0.5 us where making it again costs ~0.5 ms.
 _KEPT = 4
-# At most this many telegrams between two attempts to make a layout when the last one made
-# was never used: a meter whose telegrams change their form all the time must not pay for
-# a new layout on every telegram.
+# A layout is made when two telegrams in a row have the same skeleton and no layout
+# matches. If the last one made was never used (the same skeleton, but other digits in the
+# header or OBIS codes each time), the next attempt waits 1, 2, 4 ... at most this many
+# telegrams: such a meter must not pay for a new layout on every telegram.
 _MAX_PAUSE = 256
 
 
@@ -445,10 +446,11 @@ class LayoutParser:
     layouts are made from, and applied to, accepted telegrams alone.
     """
 
-    __slots__ = ("_layouts", "_pause", "_wait", "hits")
+    __slots__ = ("_layouts", "_pause", "_seen", "_wait", "hits")
 
     def __init__(self) -> None:
         self._layouts: list[Layout] = []  # most recently used first
+        self._seen = b""  # the skeleton of the last telegram no layout matched
         self._pause = 1
         self._wait = 0
         self.hits = 0  # telegrams decoded by a layout (tests hold it to being used)
@@ -460,7 +462,7 @@ class LayoutParser:
         for layout in self._layouts:
             if layout.has_crc is has_crc and layout.matches(body, skeleton):
                 return self._decode(layout, frame)
-        return self._miss(frame, has_crc)
+        return self._miss(frame, has_crc, skeleton)
 
     def _decode(self, layout: Layout, frame: Frame) -> Reading:
         layout.hits += 1
@@ -477,8 +479,13 @@ class LayoutParser:
             return reading
         return parse_telegram(frame)
 
-    def _miss(self, frame: Frame, has_crc: bool) -> Reading:
+    def _miss(self, frame: Frame, has_crc: bool, skeleton: bytes) -> Reading:
         reading = parse_telegram(frame)
+        if skeleton != self._seen:
+            # A form seen once is not yet worth a layout: a stream of one telegram (`p1daemon
+            # parse`, `report verify`) or of ever-changing forms never pays for one.
+            self._seen = skeleton
+            return reading
         if self._wait:
             self._wait -= 1
             if self._wait:
