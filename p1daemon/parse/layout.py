@@ -162,22 +162,23 @@ def _compile(
     """
     code = _Source(text, spans)
     version = code.take("1-3:0.2.8")
-    if version is not None and _DIGITS_FORM.fullmatch(version.raw) is not None:
-        version_value = f"_version({version.inner})"
-        version_code = version.inner
-        presence: tuple[str, ...] = ()
+    # A declared version is decoded in place; without one (or in another form) the general
+    # `_dsmr_version` decides, on the objects not taken, before anything else (as there).
+    declared = version is not None and _DIGITS_FORM.fullmatch(version.raw) is not None
+    if declared:
+        assert version is not None
+        version_fields = (f"_version({version.inner})", version.inner)
     else:
-        if version is not None:
-            code.give_back("1-3:0.2.8")
-        version_value = version_code = ""
-        presence = ("0-0:96.14.0", "0-0:96.1.1")  # looked for by `_dsmr_version`
+        code.give_back("1-3:0.2.8")
+        version_fields = ("dsmr_version", "version_code")
     equipment = code.take("0-0:96.1.1")
     fields = {
-        "equipment_id": "None" if equipment is None else f"_text({equipment.inner})",
+        # Without 0-0:96.1.1, the general fallbacks (96.1.0, then 42.0.0) on `objects`.
+        "equipment_id": "_equipment(objects)" if equipment is None else f"_text({equipment.inner})",
         "header": repr(header),
         "manufacturer": repr(header[:3] if len(header) >= 3 else None),
-        "dsmr_version": version_value or "dsmr_version",
-        "version_code": version_code or "version_code",
+        "dsmr_version": version_fields[0],
+        "version_code": version_fields[1],
         "timestamp": code.call("0-0:1.0.0", "parse_timestamp"),
         "tariff": code.integer("0-0:96.14.0", _DIGITS_FORM, "to_int"),
         "import": _energy_source(code, "1"),
@@ -206,11 +207,11 @@ def _compile(
         "unparsed": "[]",
     }
     lines = ["def decode(b):", f"    objects = {code.rest()}"]
-    if not version_code:
-        hot = tuple(key for key in presence if key in code.hot)
-        lines.append(f"    dsmr_version, version_code = _version_of(objects, {has_crc!r}, {hot!r})")
-    if equipment is None:
-        fields["equipment_id"] = "_equipment(objects)"
+    if not declared:
+        # Keys `_dsmr_version` looks for (never pops) that the decoder took out of `objects`.
+        taken = tuple(key for key in ("0-0:96.14.0", "0-0:96.1.1") if key in code.hot)
+        call = f"_version_of(objects, {has_crc!r}, {taken!r})"
+        lines.append(f"    dsmr_version, version_code = {call}")
     body = ", ".join(f"{key!r}: {value}" for key, value in fields.items())
     lines.append(f"    return Reading.of({{{body}}})")
     namespace = dict(_NAMESPACE)
