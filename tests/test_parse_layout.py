@@ -282,3 +282,14 @@ def test_a_meter_that_changes_form_every_telegram_seldom_makes_layouts(
     for frame in frames:
         _assert_same(parser, frame)
     assert parser.hits >= len(frames) - 260, parser.hits
+
+
+def test_documents_are_made_as_doc_of_makes_them() -> None:
+    """The generated decoder makes documents with `object.__new__` (as `Doc.of` does)."""
+    from p1daemon.reading import model
+    from p1daemon.reading.doc import Doc
+
+    classes = [c for c in vars(model).values() if isinstance(c, type) and issubclass(c, Doc)]
+    assert model.EnergyDirection in classes and model.Reading in classes
+    for cls in classes:
+        assert cls.__new__ is object.__new__, cls
