@@ -293,3 +293,25 @@ def test_documents_are_made_as_doc_of_makes_them() -> None:
     assert model.EnergyDirection in classes and model.Reading in classes
     for cls in classes:
         assert cls.__new__ is object.__new__, cls
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"1-0:1.7.0(%s.0*kW)",  # a power
+        b"1-0:32.7.0(%s*V)",  # a voltage
+        b"0-0:96.7.21(%s)",  # a count
+        b"0-0:96.14.0(%s)",  # the tariff
+    ],
+)
+def test_numbers_whose_digits_decide_more_than_their_value(line: bytes) -> None:
+    """1 and 309 zeros is a float, 9 and 309 zeros infinity (None in the reading); more
+    than 4,300 digits are no int at all: such numbers are never taken in place."""
+    head = b"/ISK5\\2M550T-1012\r\n\r\n1-3:0.2.8(50)\r\n"
+    for digits in (309, 5000):
+        parser = LayoutParser()
+        small = head + line % (b"1" + b"0" * (digits - 1)) + b"\r\n!"
+        for _ in range(2):
+            _assert_same(parser, Frame(small, 0x1234, True))
+        _assert_same(parser, Frame(small.replace(b"(1", b"(9"), 0x1234, True))
+        _assert_same(parser, Frame(small.replace(b"(1", b"(2"), 0x1234, True))

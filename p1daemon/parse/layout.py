@@ -68,6 +68,8 @@ _POWER_FORM = re.compile(r"\(([0-9]+(?:\.[0-9]+)?)\*kW\)")
 _NUMBER_FORM = re.compile(r"\(([0-9]+(?:\.[0-9]+)?)(?:\*[A-Za-z]+)?\)")
 _INTEGER_FORM = re.compile(r"\(([0-9]+)(?:\*[A-Za-z]+)?\)")
 _DIGITS_FORM = re.compile(r"\(([0-9]+)\)")
+# The longest number taken by `float()` / `int()` in place: any digits give a finite float.
+_LONGEST = 300
 
 # (field, OBIS) of the registers decoded by the shortcuts, per document.
 _VOLTAGE = (("l1_v", "1-0:32.7.0"), ("l2_v", "1-0:52.7.0"), ("l3_v", "1-0:72.7.0"))
@@ -247,9 +249,14 @@ class _Value:
         return f"b[{self.start + 1}:{self.end - 1}]"
 
     def number(self, form: re.Pattern[str]) -> str | None:
-        """The slice of the number in `form`, or None if the text is in another form."""
+        """The slice of the number in `form`, or None if the text is in another form.
+
+        Or longer than `_LONGEST`: digits alone then decide whether `float()` is finite
+        (a 309-digit number may be 1e308 or infinity, which the general parser makes None)
+        and whether `int()` takes it at all (not beyond 4,300 digits).
+        """
         match = form.fullmatch(self.raw)
-        if match is None:
+        if match is None or match.end(1) - match.start(1) > _LONGEST:
             return None
         return f"b[{self.start + match.start(1)}:{self.start + match.end(1)}]"
 
