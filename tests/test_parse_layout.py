@@ -315,3 +315,25 @@ def test_numbers_whose_digits_decide_more_than_their_value(line: bytes) -> None:
             _assert_same(parser, Frame(small, 0x1234, True))
         _assert_same(parser, Frame(small.replace(b"(1", b"(9"), 0x1234, True))
         _assert_same(parser, Frame(small.replace(b"(1", b"(2"), 0x1234, True))
+
+
+@pytest.mark.parametrize(
+    "registers",
+    [
+        [b"1-0:1.8.1(000123.456*kWh)", b"1-0:1.8.2(0045.60*kWh)"],  # decimals differ
+        [b"1-0:1.8.1(000123*kWh)", b"1-0:1.8.2(000045*kWh)"],  # no decimals
+        [b"1-0:1.8.1(000123*kWh)", b"1-0:1.8.2(000045.5*kWh)"],
+        [b"1-0:1.8.%d(0001%d.999*kWh)" % (t, t) for t in (1, 2, 3, 4)],
+        [b"1-0:1.8.1(000001.100*kWh)", b"1-0:1.8.0(000002.200*kWh)"],  # a total register
+        [b"1-0:1.8.1(12345678901234567.891*kWh)"],  # 21 characters: not plain
+    ],
+)
+def test_tariff_totals(registers: list[bytes]) -> None:
+    """Every way `_energy` sums or takes the total, with digits changed after the layout."""
+    body = b"/ISK5\\2M550T-1012\r\n\r\n" + b"\r\n".join(registers) + b"\r\n!"
+    parser = LayoutParser()
+    rng = random.Random(body)
+    for _ in range(2):
+        _assert_same(parser, Frame(body, 0x1234, True))
+    for _ in range(50):
+        _assert_same(parser, Frame(_with_digits(body, rng, 3), 0x1234, True))

@@ -255,10 +255,15 @@ class _Value:
         (a 309-digit number may be 1e308 or infinity, which the general parser makes None)
         and whether `int()` takes it at all (not beyond 4,300 digits).
         """
+        span = self.span(form)
+        return None if span is None else _slice(span)
+
+    def span(self, form: re.Pattern[str]) -> tuple[int, int] | None:
+        """(start, end) in the body of the number in `form`, as `number`."""
         match = form.fullmatch(self.raw)
         if match is None or match.end(1) - match.start(1) > _LONGEST:
             return None
-        return f"b[{self.start + match.start(1)}:{self.start + match.end(1)}]"
+        return self.start + match.start(1), self.start + match.end(1)
 
 
 class _Source:
@@ -320,15 +325,15 @@ class _Source:
         plain = value.number(form)
         return f"int({plain})" if plain else f"{general}({value.inner})"
 
-    def energy(self, obis: str, form: re.Pattern[str]) -> str | None:
-        """The slice of a plain kWh / kW number; a register in another form: ineligible."""
+    def energy(self, obis: str, form: re.Pattern[str]) -> tuple[int, int] | None:
+        """Where a plain kWh / kW number is; a register in another form: ineligible."""
         value = self.take(obis)
         if value is None:
             return None
-        plain = value.number(form)
-        if plain is None:
+        span = value.span(form)
+        if span is None:
             raise _Ineligible
-        return plain
+        return span
 
     def doc(self, cls: str, fields: list[tuple[str, str]]) -> str:
         """A statement that makes the document (as `Doc.of`, one call less); its name.
@@ -353,34 +358,37 @@ def _energy_source(code: _Source, direction: str) -> str:
     power_keys = (f"1-0:{direction}.7.0", *(f"1-0:{c}.7.0" for c in _PHASES[direction]))
     powers = [code.energy(obis, _POWER_FORM) for obis in power_keys]
     fields = [
-        (name, "None" if at is None else f"float({at})")
+        (name, "None" if at is None else f"float({_slice(at)})")
         for name, at in zip(_ENERGY_FIELDS, tariffs, strict=True)
     ]
     present = [at for at in tariffs if at is not None]
     if total is not None:
-        total_source = f"float({total})"
+        total_source = f"float({_slice(total)})"
     elif present:
         total_source = _sum_source(present, code)
     else:
         total_source = "None"
     fields.append(("total_kwh", total_source))
     fields += [
-        (name, "None" if at is None else f"float({at})")
+        (name, "None" if at is None else f"float({_slice(at)})")
         for name, at in zip(_POWER_FIELDS, powers, strict=True)
     ]
     return code.doc("EnergyDirection", fields)
 
 
-def _sum_source(slices: list[str], code: _Source) -> str:
-    """The exact sum of plain numbers at `slices` (`b[start:end]`), as `_exact_sum` makes it."""
-    bounds = [tuple(int(x) for x in at[2:-1].split(":")) for at in slices]
-    texts = [code.text_at(start, end) for start, end in bounds]
+def _slice(span: tuple[int, int]) -> str:
+    return f"b[{span[0]}:{span[1]}]"
+
+
+def _sum_source(spans: list[tuple[int, int]], code: _Source) -> str:
+    """The exact sum of the plain numbers at `spans`, as `_exact_sum` makes it."""
+    texts = [code.text_at(start, end) for start, end in spans]
     points = [t.find(".") for t in texts]
     decimals = {len(t) - p - 1 if p >= 0 else 0 for t, p in zip(texts, points, strict=True)}
     if len(decimals) != 1:
-        return f"_exact_sum([{', '.join(slices)}])"
+        return f"_exact_sum([{', '.join(_slice(span) for span in spans)}])"
     digits = []
-    for (start, end), point in zip(bounds, points, strict=True):
+    for (start, end), point in zip(spans, points, strict=True):
         if point < 0:
             digits.append(f"int(b[{start}:{end}])")
         else:
