@@ -160,7 +160,9 @@ def _compile(
     Generated Python, because what makes the general parser cost is not one step but
     hundreds of small ones (lookups, pops, partitions, unit dispatch); with the offsets
     and the presence of each register fixed, what is left is slicing and `float()`.
-    The source holds only integer offsets, OBIS keys (digits and `-:.`) and field names.
+    The source holds only integer offsets, OBIS keys (digits and `-:.`, as the general
+    parser's object pattern admits them) and field names; telegram text (the header) is
+    passed in the namespace, so no byte of a telegram is ever compiled.
     """
     code = _Source(text, spans)
     version = code.take("1-3:0.2.8")
@@ -177,8 +179,9 @@ def _compile(
     fields = {
         # Without 0-0:96.1.1, the general fallbacks (96.1.0, then 42.0.0) on `objects`.
         "equipment_id": "_equipment(objects)" if equipment is None else f"_text({equipment.inner})",
-        "header": repr(header),
-        "manufacturer": repr(header[:3] if len(header) >= 3 else None),
+        # The header is telegram text: a constant of the decoder's namespace, never source.
+        "header": "HEADER",
+        "manufacturer": "MANUFACTURER",
         "dsmr_version": version_fields[0],
         "version_code": version_fields[1],
         "timestamp": code.call("0-0:1.0.0", "parse_timestamp"),
@@ -218,8 +221,10 @@ def _compile(
     body = ", ".join(f"{key!r}: {value}" for key, value in fields.items())
     lines.append(f"    return Reading.of({{{body}}})")
     namespace = dict(_NAMESPACE)
+    namespace["HEADER"] = header
+    namespace["MANUFACTURER"] = header[:3] if len(header) >= 3 else None
     source = "\n".join(lines)
-    exec(source, namespace)  # offsets, OBIS keys and names only
+    exec(source, namespace)  # offsets, OBIS keys (digits, '-', ':', '.') and names only
     decode: Callable[[str], Reading] = namespace["decode"]
     return decode
 
