@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped, DropReason, Frame
-from p1daemon.parse.telegram import parse_telegram
+from p1daemon.parse.layout import LayoutParser
 from p1daemon.reading.model import Reading
 
 
@@ -17,6 +17,9 @@ class ReadingStream:
 
     def __init__(self, decoder: TelegramDecoder) -> None:
         self._decoder = decoder
+        # One meter per stream: its telegrams share a layout (p1daemon/parse/layout.py).
+        # Only frames the decoder accepted (CRC checked, framed) ever reach it.
+        self._parser = LayoutParser()
 
     def feed(self, data: bytes) -> list[Reading | Dropped]:
         return self._parse_all(self._decoder.feed(data))
@@ -31,26 +34,24 @@ class ReadingStream:
     def flush_framed(self) -> list[tuple[Reading, Frame] | Dropped]:
         return self._with_frames(self._decoder.flush())
 
-    @classmethod
-    def _with_frames(cls, events: list[Frame | Dropped]) -> list[tuple[Reading, Frame] | Dropped]:
+    def _with_frames(self, events: list[Frame | Dropped]) -> list[tuple[Reading, Frame] | Dropped]:
         out: list[tuple[Reading, Frame] | Dropped] = []
         for event in events:
             if isinstance(event, Dropped):
                 out.append(event)
                 continue
-            parsed = cls._parse_all([event])[0]
+            parsed = self._parse_all([event])[0]
             out.append(parsed if isinstance(parsed, Dropped) else (parsed, event))
         return out
 
-    @staticmethod
-    def _parse_all(events: list[Frame | Dropped]) -> list[Reading | Dropped]:
+    def _parse_all(self, events: list[Frame | Dropped]) -> list[Reading | Dropped]:
         out: list[Reading | Dropped] = []
         for event in events:
             if isinstance(event, Dropped):
                 out.append(event)
                 continue
             try:
-                out.append(parse_telegram(event))
+                out.append(self._parser.parse(event))
             except Exception as exc:  # a parser bug must cost one telegram, not the daemon
                 out.append(
                     Dropped(DropReason.UNPARSABLE, f"{type(exc).__name__}: {exc}", len(event.body))
