@@ -6,19 +6,10 @@ Python traceback is a bug, never a way of reporting a problem to the user.
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 import click
-
-# pydantic looks for plugins (observability hooks) the first time it builds a validator by
-# reading the metadata of every distribution installed beside it: ~20 ms of each
-# command's start-up here, 100-200 ms on a Pi Zero. p1daemon uses pydantic only to check
-# its own configuration and documents, which no plugin should see or change, so the
-# application turns the search off (pydantic's documented switch); a value set by the
-# user stays theirs.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from p1daemon import __version__
 from p1daemon.daemon.timing import DRAIN_TIMEOUT_S
