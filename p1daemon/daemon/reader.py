@@ -90,8 +90,8 @@ class MeterReader:
         # Only a served meter (p1daemon.serve), or one whose telegrams a processor keeps
         # as evidence (the history), keeps each telegram for the sink: a served one's
         # bytes, a kept one's frame (the keeper makes bytes of the few it keeps).
-        self._serving = meter.serve is not None
         self._served = meter.serve is not None
+        self._keeps_frames = self._served  # or kept: decided per connection, below
         # Outlives every connection: a meter that has sent CRCs must keep sending them.
         self._crc_memory = CrcMemory()
 
@@ -213,7 +213,7 @@ class MeterReader:
     def _read_until_trouble(self, source: ByteSource) -> None:
         meter = self.meter
         sink = self._sink
-        self._serving = meter.serve is not None or (
+        self._keeps_frames = self._served or (
             isinstance(sink, WantsRaw) and sink.wants_telegrams(meter.name)
         )
         stream = ReadingStream(
@@ -226,7 +226,7 @@ class MeterReader:
             )
         )
         feed: Callable[[bytes], Sequence[_Event]] = (
-            stream.feed_framed if self._serving else stream.feed
+            stream.feed_framed if self._keeps_frames else stream.feed
         )
         last_valid = self._clock()
         interruptible = isinstance(source, Interruptible)
@@ -249,7 +249,7 @@ class MeterReader:
                     self._note_silence(source)
                     raise _Silent
         except EndOfData:
-            self._handle(stream.flush_framed() if self._serving else stream.flush())
+            self._handle(stream.flush_framed() if self._keeps_frames else stream.flush())
             raise
 
     def _handle(self, events: Sequence[_Event]) -> bool:
