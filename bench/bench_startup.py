@@ -147,6 +147,58 @@ def paired(name: str, command: list[str], runs: int) -> Paired:
     return Paired(name, a, b)
 
 
+# What no command that validates a configuration with pydantic can go below, against the
+# same baseline: the baseline's `import pydantic` is lazy and leaves out the model
+# machinery (pydantic.main, the schema generator, pydantic_core's schema module) that the
+# first model class loads; and the configuration's own models, loaded and validated
+# without anything else of p1daemon. The gap between these rows and the commands above is
+# what p1daemon itself adds; the gap between the first row and 1.00x is pydantic's.
+_DEPS = "import serial, paho.mqtt.client, pydantic, click"
+FLOORS = [
+    (
+        "floor: deps + one pydantic model",
+        [
+            str(PYTHON),
+            "-c",
+            f"{_DEPS}\nclass M(pydantic.BaseModel):\n    x: int = 0\nM.model_validate({{'x': 1}})",
+        ],
+    ),
+    (
+        "floor: deps + the config validated",
+        [
+            str(PYTHON),
+            "-c",
+            f"{_DEPS}\nfrom p1daemon.config.loader import load_config\n"
+            f"load_config({str(EXAMPLE_CONFIG)!r})",
+        ],
+    ),
+]
+
+
+def floor_rows(runs: int) -> list[str]:
+    """The floors above (CPU and peak memory), paired with the baseline like the commands."""
+    rows: list[str] = []
+    for name, command in FLOORS:
+        result = paired(name, command, runs)
+        rows.append(
+            _row(
+                f"{name}: cpu",
+                f"{result.median(result.a, 'cpu_s') * 1000:.0f} ms",
+                f"{result.median(result.b, 'cpu_s') * 1000:.0f} ms",
+                f"{result.ratio('cpu_s'):.2f}x",
+            )
+        )
+        rows.append(
+            _row(
+                f"{name}: peak RSS",
+                f"{result.median(result.a, 'peak_mb'):.1f} MB",
+                f"{result.median(result.b, 'peak_mb'):.1f} MB",
+                f"{result.ratio('peak_mb'):.2f}x",
+            )
+        )
+    return rows
+
+
 # -- the daemon ---------------------------------------------------------------------------
 
 
@@ -303,6 +355,7 @@ def startup_rows(runs: int) -> list[str]:
         )
         if name.endswith("--help"):
             help_ms = result.median(result.a, "wall_s") * 1000
+    rows += floor_rows(runs)
     low, high = PI_ZERO_2W_FACTORS
     rows.append(
         _row(
