@@ -249,3 +249,38 @@ def test_the_listing_of_commands_is_complete() -> None:
     commands = result.stdout.split("Commands:", 1)[1].split()
     for name in ("check-config", "history", "parse", "probe", "report", "run", "watch"):
         assert name in commands
+
+
+def test_a_source_loads_only_its_own_kind(tmp_path: Path) -> None:
+    """A replaying daemon loads no serial port (nor pyserial), TCP client or demo meter; a
+    serial meter loads neither the replay nor the demo profiles."""
+    config = tmp_path / "p1daemon.toml"
+    config.write_text(
+        f'[[meters]]\nname = "house"\nsource = "replay:{TELEGRAM}"\n\n'
+        '[[meters]]\nname = "pv"\nrole = "secondary"\nean = "871685900012345681"\n'
+        'source = "/dev/ttyUSB7"\n',
+        encoding="utf-8",
+    )
+    replay = modules_after(
+        f"""
+        from p1daemon.config.loader import load_config
+        from p1daemon.source.factory import source_for
+        print(type(source_for(load_config({str(config)!r}).meters[0])).__name__)
+        """
+    )
+    assert "p1daemon.source.replay" in replay  # the test ran what it says
+    assert {"serial", "p1daemon.source.serial_port", "p1daemon.source.autobaud"}.isdisjoint(replay)
+    assert {
+        "p1daemon.source.tcp",
+        "p1daemon.source.demo",
+        "p1daemon.source.demo_profile",
+    }.isdisjoint(replay)
+    port = modules_after(
+        f"""
+        from p1daemon.config.loader import load_config
+        from p1daemon.source.factory import source_for
+        source_for(load_config({str(config)!r}).meters[1])
+        """
+    )
+    assert "p1daemon.source.serial_port" in port
+    assert {"p1daemon.source.replay", "p1daemon.source.demo_profile"}.isdisjoint(port)

@@ -1,4 +1,10 @@
-"""From a meter's configuration (or a `probe` command line) to the right `ByteSource`."""
+"""From a meter's configuration (or a `probe` command line) to the right `ByteSource`.
+
+Each kind of source is imported when a meter uses it: a daemon replaying captures or
+running demo meters does not load the serial port, its line-settings detection or the
+TCP client, and a meter cupboard's daemon on serial ports loads neither the replay nor
+the demo profiles (the largest of them).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from p1daemon.config.model import MeterConfig
-from p1daemon.source.autobaud import LineSettingsDetector
 from p1daemon.source.base import ByteSource
-from p1daemon.source.demo import DemoSource
-from p1daemon.source.line import DSMR4, LineSettings
-from p1daemon.source.replay import ReplaySource
-from p1daemon.source.serial_port import SerialSource
+from p1daemon.source.line import LineSettings
 from p1daemon.source.spec import SourceKind, SourceSpec
-from p1daemon.source.tcp import TcpSource
 
 
 class Clock(Protocol):
@@ -59,6 +60,8 @@ def build_source(
     replays and demo meters; a test walks them through hours in a moment."""
     sleep = None if clock is None else clock.sleep  # None: their own, interruptible one
     if spec.kind is SourceKind.REPLAY:
+        from p1daemon.source.replay import ReplaySource
+
         assert spec.path is not None
         return ReplaySource(
             spec.path,
@@ -68,6 +71,8 @@ def build_source(
             sleep=sleep,
         )
     if spec.kind is SourceKind.DEMO:
+        from p1daemon.source.demo import DemoSource
+
         return DemoSource(
             spec.profile,
             speed=spec.speed,
@@ -76,13 +81,21 @@ def build_source(
             sleep=sleep,
         )
     if spec.kind is SourceKind.SOCKET:
+        from p1daemon.source.tcp import TcpSource
+
         return TcpSource(spec.host, spec.port)
+    from p1daemon.source.serial_port import SerialSource
+
     if options.line is not None:
         return SerialSource(spec.text, line=options.line)
     if options.encrypted:
         # Encrypted frames are binary, so "printable text" evidence cannot judge them; and
         # Smarty mandates 115200 8N1 anyway.
+        from p1daemon.source.line import DSMR4
+
         return SerialSource(spec.text, line=DSMR4)
+    from p1daemon.source.autobaud import LineSettingsDetector
+
     detector = LineSettingsDetector(check_crc=options.check_crc, max_frame=options.max_frame)
     return SerialSource(spec.text, detector=detector)
 
