@@ -182,23 +182,27 @@ def floor_rows(runs: int) -> list[str]:
     rows: list[str] = []
     for name, command in FLOORS:
         result = paired(name, command, runs)
-        rows.append(
-            _row(
-                f"{name}: cpu",
-                f"{result.median(result.a, 'cpu_s') * 1000:.0f} ms",
-                f"{result.median(result.b, 'cpu_s') * 1000:.0f} ms",
-                f"{result.ratio('cpu_s'):.2f}x",
-            )
-        )
-        rows.append(
-            _row(
-                f"{name}: peak RSS",
-                f"{result.median(result.a, 'peak_mb'):.1f} MB",
-                f"{result.median(result.b, 'peak_mb'):.1f} MB",
-                f"{result.ratio('peak_mb'):.2f}x",
-            )
-        )
+        rows += [_time_row(f"{name}: cpu", result, "cpu_s"), _rss_row(f"{name}: peak RSS", result)]
     return rows
+
+
+def _time_row(label: str, result: Paired, what: str, goal: str = "") -> str:
+    return _row(
+        label,
+        f"{result.median(result.a, what) * 1000:.0f} ms",
+        f"{result.median(result.b, what) * 1000:.0f} ms",
+        f"{result.ratio(what):.2f}x",
+        goal,
+    )
+
+
+def _rss_row(label: str, result: Paired) -> str:
+    return _row(
+        label,
+        f"{result.median(result.a, 'peak_mb'):.1f} MB",
+        f"{result.median(result.b, 'peak_mb'):.1f} MB",
+        f"{result.ratio('peak_mb'):.2f}x",
+    )
 
 
 # -- the daemon ---------------------------------------------------------------------------
@@ -338,25 +342,11 @@ def startup_rows(runs: int) -> list[str]:
     rows = [_row("start-up, whole process (median)", "p1daemon", "deps only", "ratio", "goal")]
     for name, command in commands:
         result = paired(name, command, runs)
-        for what, unit, scale in (("wall_s", "ms", 1000), ("cpu_s", "ms", 1000)):
-            label = f"{name}: {what[:-2]}"
+        for what in ("wall_s", "cpu_s"):
             rows.append(
-                _row(
-                    label,
-                    f"{result.median(result.a, what) * scale:.0f} {unit}",
-                    f"{result.median(result.b, what) * scale:.0f} {unit}",
-                    f"{result.ratio(what):.2f}x",
-                    f"<= {GOAL_STARTUP_RATIO}x",
-                )
+                _time_row(f"{name}: {what[:-2]}", result, what, f"<= {GOAL_STARTUP_RATIO}x")
             )
-        rows.append(
-            _row(
-                f"{name}: peak RSS",
-                f"{result.median(result.a, 'peak_mb'):.1f} MB",
-                f"{result.median(result.b, 'peak_mb'):.1f} MB",
-                f"{result.ratio('peak_mb'):.2f}x",
-            )
-        )
+        rows.append(_rss_row(f"{name}: peak RSS", result))
         if name.endswith("--help"):
             help_ms = result.median(result.a, "wall_s") * 1000
     rows += floor_rows(runs)
