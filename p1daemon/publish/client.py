@@ -3,9 +3,11 @@
 paho's network I/O runs on the publisher's worker thread, not on a thread of paho's own
 (no `loop_start`): the worker sleeps in `wait`, a `poll()` on paho's socket and the
 worker's wake-up pipe, and calls paho's `loop_read`, `loop_write` and `loop_misc`
-(keepalive pings) itself. So a `publish()` from the worker writes to the socket at once
-(paho does that when no thread of its own runs), and acknowledgements are booked in the
-same thread that reads them: no hand-off between threads per message, one thread less.
+(keepalive pings) itself. What a round publishes is written when the round is over, in
+one go and outside the pipeline's lock (`_write_later`), and acknowledgements are booked
+in the same thread that reads them: no hand-off between threads per message (paho's
+wake-up of its thread on every publish, the PUBACK's wake-up of the worker), one thread
+less.
 
 Reconnecting is ours too, since paho's own (`loop_forever`) lives in the thread we do
 not start. The delay before each attempt comes from `ReconnectDelays`: a quick first
@@ -25,12 +27,11 @@ Besides publishing, the link can subscribe to a few topics (`subscriptions`, ren
 every connection, e.g. Home Assistant's `homeassistant/status`): what arrives there is
 queued in `messages` for the publisher's worker, like acknowledgements.
 
-The callbacks below never take the publisher's lock: they run in the worker, sometimes
-inside a `publish()` that the pipeline makes while holding its lock (a QoS 0 message is
-"published" as soon as it is written; a failed write ends the connection there and
-then), and that lock is not re-entrant. So callbacks only record what happened (an
-acknowledged message id, a new connection) for the worker's next round, which `wait`
-starts at once.
+The callbacks below never take the publisher's lock: they run in the worker, and that
+lock is not re-entrant, so a callback reached from inside a round (paho ends a
+connection on a failed write wherever that write happens) would deadlock the worker. So
+callbacks only record what happened (an acknowledged message id, a new connection) for
+the worker's next round, which `wait` starts at once.
 """
 
 from __future__ import annotations
@@ -190,6 +191,10 @@ _IN = select.POLLIN
 _IN_OUT = select.POLLIN | select.POLLOUT
 
 
+def _write_later(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho's "socket has data to write" callback: nothing to do, `BrokerLink.wait` writes."""
+
+
 class BrokerLink:
     def __init__(
         self,
@@ -259,6 +264,11 @@ class BrokerLink:
         # maximum). paho's own limit (20) would queue the rest of that window and walk
         # all of its messages on every PUBACK to find the next one to send.
         client.max_inflight_messages_set(0)
+        # With this callback set, paho's publish() only queues the packet; `wait` writes
+        # everything a round queued in one go, after the round. Written inside publish()
+        # (paho's default without a thread) the sends happened under the pipeline's lock,
+        # each one letting the GIL go while producers waited for that lock.
+        client.on_socket_register_write = _write_later
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -346,6 +356,8 @@ class BrokerLink:
             self._wake_fd = wakeup.fileno()
             self._poll.register(self._wake_fd, _IN)
         client = self._client
+        if self._connector is None and client.want_write() and client.socket() is not None:
+            client.loop_write()  # what the round published (see `_write_later`)
         sock = self._network(time.monotonic())
         now = time.monotonic()
         if self.acks or self.messages:
