@@ -17,6 +17,7 @@ import struct
 import threading
 
 PUBACK = 4
+PINGRESP = 13
 
 
 class StallProxy:
@@ -24,6 +25,7 @@ class StallProxy:
         self.target = (broker_host, broker_port)
         self.swallow_pubacks = False
         self.swallowed = 0
+        self.pingresps = 0  # PINGRESPs the broker sent (keepalive pings answered)
         self.connections = 0
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -72,6 +74,8 @@ class StallProxy:
                     from_broker += data
                     while (size := _split(from_broker)) is not None:
                         packet, from_broker = from_broker[:size], from_broker[size:]
+                        if packet[0] >> 4 == PINGRESP:
+                            self.pingresps += 1
                         if self.swallow_pubacks and packet[0] >> 4 == PUBACK:
                             self.swallowed += 1
                             continue

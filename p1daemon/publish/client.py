@@ -1,10 +1,22 @@
 """The connection to the broker: paho-mqtt 2.x set up once, watched, and never waited on.
 
-paho runs its own network thread (`loop_start`) and reconnects forever; start-up only
-schedules the first attempt (`connect_async`). The delay before each attempt is ours
-(`ReconnectDelays`, handed to paho just before it waits): a quick first retry, then a few
-retries within the first seconds so that a broker restart costs well under a second, then
-exponential backoff with jitter up to `reconnect_max_delay_s` for a broker that stays away.
+paho's network I/O runs on the publisher's worker thread, not on a thread of paho's own
+(no `loop_start`): the worker sleeps in `wait`, a `poll()` on paho's socket and the
+worker's wake-up pipe, and calls paho's `loop_read`, `loop_write` and `loop_misc`
+(keepalive pings) itself. What a round publishes is written when the round is over, in
+one go and outside the pipeline's lock (`_write_later`), and acknowledgements are booked
+in the same thread that reads them: no hand-off between threads per message (paho's
+wake-up of its thread on every publish, the PUBACK's wake-up of the worker), one thread
+less.
+
+Reconnecting is ours too, since paho's own (`loop_forever`) lives in the thread we do
+not start. The delay before each attempt comes from `ReconnectDelays`: a quick first
+retry, then a few retries within the first seconds so that a broker restart costs well
+under a second, then exponential backoff with jitter up to `reconnect_max_delay_s` for a
+broker that stays away. An attempt (paho's `reconnect()`: DNS, TCP and TLS handshake,
+blocking for up to paho's connect timeout) runs on a short-lived `mqtt-connect` thread,
+so that the worker goes on writing readings to the outbox meanwhile; paho is left alone
+by the worker until the attempt has ended, and the worker reads the CONNACK.
 
 A broker that keeps the connection and answers pings but never acknowledges what we
 publish would stall delivery for ever; the pipeline notices (`ack_timeout_s`) and calls
@@ -15,22 +27,23 @@ Besides publishing, the link can subscribe to a few topics (`subscriptions`, ren
 every connection, e.g. Home Assistant's `homeassistant/status`): what arrives there is
 queued in `messages` for the publisher's worker, like acknowledgements.
 
-The callbacks below never take the publisher's lock. paho calls `on_publish` while it
-holds its own outgoing-message lock, and the publisher calls `publish()` (which takes
-that paho lock) while holding its own; a callback taking the publisher's lock would
-deadlock the two threads. So callbacks only record what happened (an acknowledged
-message id, a new connection) in structures that are safe without a lock, and wake the
-publisher's worker, which does the bookkeeping.
+The callbacks below never take the publisher's lock: they run in the worker, and that
+lock is not re-entrant, so a callback reached from inside a round (paho ends a
+connection on a failed write wherever that write happens) would deadlock the worker. So
+callbacks only record what happened (an acknowledged message id, a new connection) for
+the worker's next round, which `wait` starts at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
+import select
 import socket
 import ssl
-import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,14 +53,16 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 
 from p1daemon.publish.settings import MqttSettings
 from p1daemon.publish.topics import Topics
+from p1daemon.publish.wakeup import Wakeup
 
 log = logging.getLogger("p1daemon.publish")
 _paho_log = logging.getLogger("p1daemon.publish.paho")
 
 
-# The socket error paho logged last in this thread (its network thread): paho reports a
-# reset connection and a broker closing it alike as "connection lost", and only its log
-# line tells them apart. `BrokerLink._on_disconnect` runs in the same thread right after.
+# The socket error paho logged last in this thread (the worker, which does paho's network
+# I/O): paho reports a reset connection and a broker closing it alike as "connection
+# lost", and only its log line tells them apart. `BrokerLink._on_disconnect` runs in the
+# same thread right after.
 _socket_errors = threading.local()
 _SOCKET_ERROR_PREFIXES = ("failed to receive on socket: ", "timeout on socket: ")
 
@@ -166,6 +181,19 @@ _NO_CONNECTION = MQTTErrorCode.MQTT_ERR_NO_CONN
 # (or someone floods the topic): the oldest are dropped rather than growing memory.
 _MAX_MESSAGES = 100
 
+# How often paho's `loop_misc` runs (keepalive pings, and giving up on a broker that
+# does not answer them): its checks count in seconds, so once a second is exact enough,
+# and cheaper than once per wake-up (each PUBACK).
+_MISC_EVERY_S = 1.0
+_SLACK_S = 0.001  # an attempt this close to due is due: no poll for float crumbs
+
+_IN = select.POLLIN
+_IN_OUT = select.POLLIN | select.POLLOUT
+
+
+def _write_later(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """paho's "socket has data to write" callback: nothing to do, `BrokerLink.wait` writes."""
+
 
 class BrokerLink:
     def __init__(
@@ -177,11 +205,10 @@ class BrokerLink:
         subscriptions: Sequence[str] = (),
     ) -> None:
         self.settings = settings
-        self._wake = wake
+        self._wake = wake  # for the connection attempt's thread, when the attempt is over
         self.subscriptions = tuple(subscriptions)
-        # Written by paho's thread, read by the worker. Single attribute stores and
-        # deque.append/popleft are atomic in CPython; see the module docstring for why
-        # there is no lock here.
+        # Written by paho's callbacks in the worker thread, read by the same thread's
+        # rounds; readers of the status lines look at them from others (single stores).
         self.acks: deque[int] = deque()
         self.messages: deque[tuple[str, bytes]] = deque(maxlen=_MAX_MESSAGES)
         self.connected = False
@@ -194,10 +221,21 @@ class BrokerLink:
         self.problem: str | None = None  # why we are not connected, for status lines
         self._logged_problem: str | None = None
         self._stopping = False
+        self._started = False
         self._refused = False  # the broker answered this attempt with a refusing CONNACK
         self._dropped_because: str | None = None  # set by drop_connection
         self.dropped = 0  # connections dropped by us because the broker stopped acknowledging
         self.delays = ReconnectDelays(settings.reconnect_max_delay_s)
+        # The connection attempt under way (it owns paho until it ends), and what made it fail.
+        self._connector: threading.Thread | None = None
+        self._attempt_error: BaseException | None = None
+        self._next_attempt: float | None = None  # monotonic; None while connected or trying
+        self._misc_due = 0.0
+        self._poll = select.poll()
+        self._polled: Any = None  # the paho socket registered in `_poll`, and its fd and mask
+        self._polled_fd = -1
+        self._polled_mask = 0
+        self._wake_fd = -1  # the worker's Wakeup, registered in `_poll` at its first wait
         self._client = self._build(topics)
 
     @property
@@ -211,7 +249,6 @@ class BrokerLink:
             CallbackAPIVersion.VERSION2,
             client_id=s.client_id,
             protocol=protocol,
-            reconnect_on_failure=True,
         )
         client.enable_logger(_paho_log)  # paho's own errors (e.g. in a callback) stay visible
         if s.username:
@@ -223,14 +260,16 @@ class BrokerLink:
         if s.tls:
             self._set_tls(client)
         client.will_set(topics.status, "offline", qos=1, retain=True)
-        # Only a fallback: our callbacks set the delay before each of paho's waits.
-        client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(s.reconnect_max_delay_s)))
         # The pipeline bounds what is in flight itself (its window, or the broker's receive
         # maximum). paho's own limit (20) would queue the rest of that window and walk
         # all of its messages on every PUBACK to find the next one to send.
         client.max_inflight_messages_set(0)
+        # With this callback set, paho's publish() only queues the packet; `wait` writes
+        # everything a round queued in one go, after the round. Written inside publish()
+        # (paho's default without a thread) the sends happened under the pipeline's lock,
+        # each one letting the GIL go while producers waited for that lock.
+        client.on_socket_register_write = _write_later
         client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
@@ -242,36 +281,59 @@ class BrokerLink:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Schedule the first connection and return at once; paho's thread does the rest."""
+        """Schedule the first connection attempt and return at once (any thread)."""
         kwargs: dict[str, Any] = {}
         if self.settings.protocol == "5":
             kwargs["clean_start"] = True
         self._client.connect_async(
             self.settings.host, self.settings.port, keepalive=self.settings.keepalive, **kwargs
         )
-        self._client.loop_start()
+        self._begin_attempt()
+        self._started = True
 
     def stop(self, timeout: float) -> None:
-        """Disconnect cleanly (the broker then does not send the will) and end paho's thread."""
+        """Disconnect cleanly (the broker then does not send the will); worker thread,
+        within `timeout` (a connection attempt stuck in TCP connect must not hold up SIGTERM)."""
         self._stopping = True
+        deadline = time.monotonic() + max(0.0, timeout)
+        connector = self._connector
+        if connector is not None:
+            connector.join(max(0.0, timeout))
+            if connector.is_alive():
+                log.warning("MQTT connection attempt still running after %.1f s; left", timeout)
+                self.connected = False
+                return
+            self._connector = None
+        client = self._client
         try:
-            self._client.disconnect()
+            client.disconnect()  # written at once if the socket takes it, after what is queued
         except Exception as exc:  # paho may raise on a half-open socket; we are leaving anyway
             log.debug("disconnect: %s", exc)
-        # loop_stop() joins without a timeout; a stuck TCP connect must not hold up SIGTERM.
-        stopper = threading.Thread(target=self._client.loop_stop, name="mqtt-stop", daemon=True)
-        stopper.start()
-        stopper.join(max(0.0, timeout))
-        if stopper.is_alive():
-            log.warning("MQTT network thread did not stop within %.1f s; leaving it", timeout)
+        # What a full send buffer did not take at once goes out as it drains.
+        while True:
+            sock = client.socket()
+            remaining = deadline - time.monotonic()
+            if sock is None or not client.want_write() or remaining <= 0:
+                break
+            try:
+                select.select([], [sock], [], remaining)
+            except (OSError, ValueError):
+                break
+            client.loop_write()
+        sock = client.socket()
+        if sock is not None:  # DISCONNECT not out in time: the broker will send the will
+            log.warning("MQTT disconnect not sent within %.1f s", timeout)
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._unregister_socket()
         self.connected = False
 
     def drop_connection(self, reason: str) -> None:
-        """End the current connection so that paho reconnects and re-sends what is in flight.
+        """End the current connection so that we reconnect and paho re-sends what is in flight.
 
-        Called from the publisher's worker thread. Shutting the socket down (not closing
-        it: paho's thread still owns the descriptor) makes paho's next read see the end
-        of the connection and go through its usual reconnect, with our delays."""
+        Called from the worker thread. Shutting the socket down (not closing it: paho
+        owns the descriptor) makes the next read see the end of the connection, which
+        paho reports as usual (`_on_disconnect`), and the reconnect follows our delays."""
         sock = self._client.socket()
         if not isinstance(sock, socket.socket) or not self.connected:
             return  # not connected (an SSLSocket is a socket.socket too)
@@ -282,13 +344,124 @@ class BrokerLink:
         except OSError as exc:  # already gone: paho is noticing by itself
             log.debug("shutting the MQTT socket down: %s", exc)
 
-    def _next_delay(self) -> None:
-        """Set the wait before paho's next attempt. paho calls on_connect_fail or
-        on_disconnect before every wait; a min and max delay both set to one value, with
-        paho's backoff state reset by the call, make that wait exactly our value."""
-        delay = self.delays.next()
-        # paho annotates whole seconds but computes with any number.
-        self._client.reconnect_delay_set(delay, delay)  # type: ignore[arg-type]
+    # -- the worker's network loop ---------------------------------------------------------
+
+    def wait(self, timeout: float, wakeup: Wakeup) -> None:
+        """The worker's sleep: at most `timeout`, until `wakeup` is set or the broker sends
+        something, doing paho's network I/O meanwhile. Returns after any event, so that a
+        round of the pipeline books what arrived (acknowledgements, a connection)."""
+        if self._wake_fd != wakeup.fileno():
+            if self._wake_fd >= 0:
+                self._poll.unregister(self._wake_fd)
+            self._wake_fd = wakeup.fileno()
+            self._poll.register(self._wake_fd, _IN)
+        client = self._client
+        if self._connector is None and client.want_write() and client.socket() is not None:
+            client.loop_write()  # what the round published (see `_write_later`)
+        sock = self._network(time.monotonic())
+        now = time.monotonic()
+        if self.acks or self.messages:
+            timeout = 0.0  # a callback during the round (a QoS 0 message written): book it
+        elif self._next_attempt is not None and sock is None:
+            timeout = min(timeout, self._next_attempt - now)
+        pending = 0
+        if sock is not None:
+            timeout = min(timeout, self._misc_due - now)
+            if isinstance(sock, ssl.SSLSocket):
+                pending = sock.pending()  # decrypted bytes poll() cannot see
+                if pending:
+                    timeout = 0.0
+        events = self._poll.poll(max(0.0, timeout) * 1000.0)
+        woken = readable = writable = False
+        for fd, mask in events:
+            if fd == self._wake_fd:
+                woken = True
+            elif mask & _IN_OUT == select.POLLOUT:
+                writable = True
+            else:
+                readable = True  # incoming data, or the connection's end (POLLHUP, POLLERR)
+                writable = bool(mask & select.POLLOUT)
+        wakeup.consume(woken)
+        if sock is None or client.socket() is not sock:
+            return
+        if readable or pending:
+            client.loop_read()
+        if client.socket() is not None and (writable or client.want_write()):
+            client.loop_write()  # what callbacks queued (subscriptions, CONNACK re-sends)
+        now = time.monotonic()
+        if now >= self._misc_due and client.socket() is not None:
+            self._misc_due = now + _MISC_EVERY_S
+            client.loop_misc()
+
+    def _network(self, now: float) -> Any:
+        """Before the worker's poll: the paho socket to poll (None while there is none, or
+        while a connection attempt owns paho); starts the attempt that is due."""
+        if not self._started:
+            return None
+        connector = self._connector
+        if connector is not None:
+            if connector.is_alive():
+                return None  # it wakes us when it is done
+            connector.join()
+            self._connector = None
+            self._attempt_over(now)
+        sock = self._client.socket()
+        if sock is None:
+            self._unregister_socket()
+            if self._stopping:
+                return None
+            if self._next_attempt is None:
+                # Gone without a word from paho (it always reports a disconnection, but a
+                # missed retry would leave us offline for good).
+                self._schedule_retry(now)
+            elif now >= self._next_attempt - _SLACK_S:
+                self._begin_attempt()
+            return None
+        if sock is not self._polled:
+            self._unregister_socket()
+            self._polled, self._polled_fd = sock, sock.fileno()
+            self._polled_mask = _IN
+            self._poll.register(self._polled_fd, _IN)
+            self._misc_due = now + _MISC_EVERY_S
+        mask = _IN_OUT if self._client.want_write() else _IN
+        if mask != self._polled_mask:
+            self._polled_mask = mask
+            self._poll.modify(self._polled_fd, mask)
+        return sock
+
+    def _unregister_socket(self) -> None:
+        if self._polled is not None:
+            self._polled = None
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._poll.unregister(self._polled_fd)
+            self._polled_fd = -1
+
+    def _begin_attempt(self) -> None:
+        self._next_attempt = None
+        self._attempt_error = None
+        connector = threading.Thread(target=self._attempt, name="mqtt-connect", daemon=True)
+        self._connector = connector
+        connector.start()
+
+    def _attempt(self) -> None:
+        """One connection attempt (its own thread): TCP, TLS, and sending CONNECT."""
+        try:
+            self._client.reconnect()
+        except Exception as exc:  # refused, TLS verification, DNS, ...: reported by the worker
+            self._attempt_error = exc
+        finally:
+            self._wake()
+
+    def _attempt_over(self, now: float) -> None:
+        exc, self._attempt_error = self._attempt_error, None
+        if exc is None:
+            return  # CONNECT is out: the CONNACK (or the connection's end) tells the rest
+        self.attempt_failures += 1
+        self._schedule_retry(now)
+        self._report(f"cannot connect: {exc}")
+
+    def _schedule_retry(self, now: float) -> None:
+        self._next_attempt = now + self.delays.next()
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> int | None:
         """The message id if paho took the message (sent, or kept for after a reconnect)."""
@@ -304,7 +477,7 @@ class BrokerLink:
             return int(info.mid)
         return None  # refused, or QoS 0 that paho drops when it cannot send it
 
-    # -- paho callbacks (paho's network thread) --------------------------------------------
+    # -- paho callbacks (the worker thread, in `wait`) --------------------------------------------
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
@@ -327,15 +500,6 @@ class BrokerLink:
         if self._logged_problem is not None or self.connects == 1:
             log.info("connected to MQTT broker %s", self.where)
         self._logged_problem = None
-        self._wake()
-
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        # paho calls this from inside its `except OSError` block, so the exception that
-        # made the attempt fail (refused, TLS verification, DNS) is still the current one.
-        exc = sys.exception()
-        self.attempt_failures += 1
-        self._next_delay()
-        self._report(f"cannot connect: {exc}" if exc else "cannot connect")
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
@@ -345,7 +509,6 @@ class BrokerLink:
         refused, self._refused = self._refused, False
         dropped, self._dropped_because = self._dropped_because, None
         socket_error = _take_socket_error()
-        self._next_delay()
         if self._stopping:
             pass
         elif was_connected and dropped is not None:
@@ -358,7 +521,8 @@ class BrokerLink:
             # to a TLS port): count it as a failed attempt so it is visible too.
             self.attempt_failures += 1
             self._report(f"the connection closed before the broker accepted it: {reason_code}")
-        self._wake()
+        if not self._stopping:
+            self._schedule_retry(time.monotonic())
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any
@@ -372,19 +536,12 @@ class BrokerLink:
             if reason not in self._rejections_logged:
                 self._rejections_logged.add(reason)
                 log.error("MQTT broker %s refused a published message: %s", self.where, reason)
-        acks = self.acks
-        acks.append(mid)
-        # Only the first acknowledgement the worker has not taken yet wakes it: its round
-        # takes every one queued by then (`Pipeline.take_acks` empties the deque), so a
-        # burst of PUBACKs read in one go costs one wake-up, not one each. Appending
-        # first and counting after cannot miss one: if the worker emptied the deque in
-        # between, it took this one too.
-        if len(acks) == 1:
-            self._wake()
+        # No wake-up: this runs in the worker's `wait`, whose return starts the round
+        # that books it (`Pipeline.take_acks`), with every other one read in the same go.
+        self.acks.append(mid)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         self.messages.append((message.topic, bytes(message.payload)))
-        self._wake()
 
     def _report(self, problem: str) -> None:
         """Log a connection problem once, not on every retry: the same reason is one line."""

@@ -9,8 +9,9 @@ Lifecycle (called by the dispatcher, or directly as a `ReadingSink`):
     sink.state()            # one line for the systemd STATUS
     sink.stop(timeout=8.0)  # persist what is unacknowledged, publish `offline`, disconnect
 
-One worker thread does all the publishing and all the disk work, so readers never wait
-for the network or the SD card; paho's own thread does the network I/O. See
+One worker thread does all the publishing, the network I/O (paho runs no thread of its
+own: `client.BrokerLink.wait`) and all the disk work, so readers never wait for the
+network or the SD card. See
 `pipeline.py` for the ordering and durability rules and `outbox.py` for the
 durability trade-off and the `synchronous` option.
 
@@ -51,6 +52,7 @@ from p1daemon.publish.pipeline import Pipeline
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.throttle import Throttle
 from p1daemon.publish.topics import RESERVED_METER_NAMES, Topics
+from p1daemon.publish.wakeup import Wakeup
 from p1daemon.reading.encode import to_json_bytes
 from p1daemon.reading.meter import MeterReading
 
@@ -111,7 +113,7 @@ class MqttSink:
         self._health_source = health_source or _no_stats
         self._views_health = views_health or _no_stats
         self._throttle: Throttle[MeterReading] = Throttle(publish_intervals or {})
-        self._wake = threading.Event()
+        self._wake = Wakeup()  # ends the worker's wait (a poll on the broker's socket too)
         self._accept_lock = threading.Lock()
         self._closed = False
         self._stopping = threading.Event()
@@ -365,8 +367,8 @@ class MqttSink:
     # -- the worker ------------------------------------------------------------------------
 
     def _run(self) -> None:
-        pipeline = self.pipeline
-        assert pipeline is not None
+        pipeline, link = self.pipeline, self.link
+        assert pipeline is not None and link is not None
         while not self._stopping.is_set():
             self._last_round = time.monotonic()
             try:
@@ -387,8 +389,7 @@ class MqttSink:
                 # A bug here must not silently end publishing: log it and keep going.
                 log.exception("MQTT publisher round failed; retrying")
                 sleep = 1.0
-            self._wake.wait(sleep)
-            self._wake.clear()
+            link.wait(sleep, self._wake)
         self._shutdown()
 
     def _release_throttled(self) -> None:
@@ -498,8 +499,7 @@ class MqttSink:
                     pipeline.take_acks()
                     if not pipeline.side_in_flight(self.topics.status):
                         break
-                    self._wake.wait(0.05)
-                    self._wake.clear()
+                    link.wait(0.05, self._wake)
             pipeline.flush_deletes()
         except Exception:
             log.exception("error while stopping the MQTT publisher")
