@@ -10,19 +10,22 @@ datetimes, which differs from Python's in a few places:
 - a datetime is ISO 8601, with `Z` for a zero UTC offset and an offset cut to whole
   minutes (`+00:00` for an offset of one second; see `format_datetime`).
 
-The fast path hands the document's `__dict__` (already in field order, under the JSON
-names: see p1daemon/reading/doc.py) to the C JSON encoder of the standard library. Its
-output equals pydantic_core's unless a float needed a negative exponent (the text then
-holds "e-") or was not finite (the encoder raises); those rare documents go through the
-exact pure-Python path. tests/test_reading_encode.py compares both paths with the former
-models over every capture and over generated documents.
+The general path (`general_json`) hands the document's `__dict__` (already in field
+order, under the JSON names: see p1daemon/reading/doc.py) to the C JSON encoder of the
+standard library. Its output equals pydantic_core's unless a float needed a negative
+exponent (the text then holds "e-") or was not finite (the encoder raises); those rare
+documents go through the exact pure-Python path. tests/test_reading_encode.py compares
+both paths with the former models over every capture and over generated documents.
 
 Before that general path, `to_json` tries the writers of the document's shape
 (p1daemon/reading/shape.py): a meter's readings keep their shape, and a writer that only
-formats the values costs a fraction of walking the shape anew. Writers are kept per
-(document class, meter, header), a few each, and only made for a shape that is not the
-first one seen: a one-off document (`p1daemon parse` of one telegram) never pays for one.
-A writer refuses any document it would not write exactly as the general path does.
+formats the values (from kept float texts, most of the C encoder's work being `repr` of
+floats) costs ~0.6 of walking the shape anew (bench/bench_json.py). Writers are kept per
+(document class, meter, header), a few each, and only made for a kind of document seen
+before: a one-off document (`p1daemon parse` of one telegram) never pays for one. A
+writer refuses any document it would not write exactly as the general path does, and is
+itself checked against the general path on the document it was made from;
+tests/test_reading_shape.py holds every kept writer's answers to the general path's.
 """
 
 from __future__ import annotations
@@ -102,6 +105,25 @@ class _FloatTexts(dict[float, str]):
 
 _FLOATS_KEPT = 4096
 _float_texts = _FloatTexts()
+
+
+class _IntTexts(dict[int, str]):
+    """Each int's text, kept: counters, tariffs and durations repeat, and a lookup costs
+    a third of `repr`. For the shape writers, which look up exact ints only (1 == True)."""
+
+    __slots__ = ()
+
+    def __missing__(self, value: int) -> str:
+        text = int.__repr__(value)  # beyond 4,300 digits it raises, as the general path does
+        if len(self) >= _INTS_KEPT:
+            self.clear()
+        if len(text) <= 20:
+            self[value] = text
+        return text
+
+
+_INTS_KEPT = 1024
+_int_texts = _IntTexts()
 
 
 def format_float(value: float) -> str:
@@ -250,7 +272,7 @@ _SHAPES: dict[tuple[object, ...], _Shapes] = {}
 def _verified_writer(document: Doc, text: str) -> Writer | None:
     """A writer of `document`'s shape, if it writes `text` (the general path's) for it."""
     try:
-        writer = compile_writer(document, _escaped_texts, _float_texts, datetime_text)
+        writer = compile_writer(document, _escaped_texts, _float_texts, _int_texts, datetime_text)
         written = writer(document)
     except Unsupported:
         return None
@@ -269,7 +291,7 @@ def to_json(document: Doc) -> str:
             if len(_SHAPES) >= _KEYS_KEPT:
                 _SHAPES.clear()
             shapes = _SHAPES[key] = _Shapes()
-    except TypeError:  # an unhashable meter or header: no writer
+    except (AttributeError, TypeError):  # not a document, or an unhashable meter or header
         return general_json(document)
     for writer in shapes.writers:
         try:

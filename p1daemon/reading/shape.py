@@ -57,7 +57,7 @@ class _Source:
     def __init__(self, escape: Callable[[str], str]) -> None:
         self._escape = escape
         self.lines: list[str] = []
-        self.parts: list[str] = []  # f-string parts: "{k3}" constants, "{v7!r}" holes
+        self.parts: list[str] = []  # literals of one string: '"key":', f'{INTS[v7]}' ...
         self.namespace: dict[str, Any] = {}
         self.keys: list[str] = []  # dicts (and empty lists) whose items must be `key_items`
         self.key_items: list[object] = []
@@ -76,19 +76,26 @@ class _Source:
         self.namespace[name] = value
         return name
 
-    def text(self, text: str) -> None:
-        self._text.append(text)
+    def text(self, text: str, *, literal: bool = True) -> None:
+        """Constant text: a literal of the source when it is the code's own (punctuation,
+        the names of the document classes' fields), else a namespace constant (a key of
+        `other` is telegram text, which is never compiled)."""
+        if not literal:
+            self._flush()
+            self.parts.append("f'{" + self.constant(text) + "}'")
+        else:
+            self._text.append(text)
 
     def hole(self, expression: str) -> None:
         self.holes += 1
         if self.holes > _MOST_HOLES:
             raise Unsupported("too many values")
         self._flush()
-        self.parts.append("{" + expression + "}")
+        self.parts.append("f'{" + expression + "}'")
 
     def _flush(self) -> None:
         if self._text:
-            self.parts.append("{" + self.constant("".join(self._text)) + "}")
+            self.parts.append(repr("".join(self._text)))
             self._text.clear()
 
     def value(self, var: str, value: object) -> None:
@@ -101,7 +108,7 @@ class _Source:
         elif kind is str:
             self.hole(f"ESCAPED[{var}]")
         elif kind is int:
-            self.hole(f"{var}!r")
+            self.hole(f"INTS[{var}]")
         elif kind is float:
             # Zero is never kept (0.0 and -0.0 are one key, but two texts).
             self.hole(f"FLOATS[{var}] if {var} else ZERO if COPYSIGN(1.0, {var}) > 0 else NEG_ZERO")
@@ -112,7 +119,7 @@ class _Source:
         elif isinstance(value, Doc):
             fields = self.name()
             self.lines.append(f"{fields} = {var}.__dict__")
-            self.mapping(fields, value.__dict__, keys_typed=False)
+            self.mapping(fields, value.__dict__, keys_typed=False, own_keys=value.json_names)
         elif kind is dict:
             assert isinstance(value, dict)
             self.mapping(var, value, keys_typed=True)
@@ -122,8 +129,18 @@ class _Source:
         else:
             raise Unsupported(f"{kind.__name__} in a document")
 
-    def mapping(self, var: str, fields: dict[Any, Any], *, keys_typed: bool) -> None:
-        """A dict's text: its keys in order, each value's type."""
+    def mapping(
+        self,
+        var: str,
+        fields: dict[Any, Any],
+        *,
+        keys_typed: bool,
+        own_keys: tuple[str, ...] = (),
+    ) -> None:
+        """A dict's text: its keys in order, each value's type.
+
+        `own_keys`: the document class's field names, written as literals of the source.
+        """
         if not fields:
             self._empty(var, "{}")
             return
@@ -140,7 +157,11 @@ class _Source:
         self.types += map(type, fields.values())
         separator = "{"
         for name, (key, value) in zip(names, fields.items(), strict=True):
-            self.text(f"{separator}{self._escape(key)}:")
+            if key in own_keys:  # a field's name: the code's own text
+                self.text(f"{separator}{self._escape(key)}:")
+            else:
+                self.text(separator)
+                self.text(f"{self._escape(key)}:", literal=False)
             self.value(name, value)
             separator = ","
         self.text("}")
@@ -176,7 +197,8 @@ class _Source:
             f"if [{', '.join(f'*{var}' for var in self.keys)}] != {keys}"
             f" or ({''.join(f'type({name}), ' for name in self.typed)}) != {types}: return None"
         )
-        self.lines.append(f'return f"{"".join(self.parts)}"')
+        # Adjacent literals, plain and f-strings, compile to one string built at once.
+        self.lines.append(f"return ({' '.join(self.parts) or repr('')})")
         return "def write(document):\n" + "".join(f"    {line}\n" for line in self.lines)
 
 
@@ -184,20 +206,22 @@ def compile_writer(
     document: Doc,
     escaped: Mapping[str, str],
     floats: Mapping[float, str],
+    ints: Mapping[int, str],
     datetime_text: Callable[[datetime], str],
 ) -> Writer:
     """The writer of `document`'s shape (Unsupported if it holds a value no writer takes).
 
     `escaped` maps a string to its JSON text, `floats` a float (never 0: 0.0 and -0.0 are
-    one key but two texts) to its own, and `datetime_text` a datetime to its text without
-    the quotes: the general encoder's rules, each with what it keeps. The writer
+    one key but two texts) to its own, `ints` an int to its own, and `datetime_text` a
+    datetime to its text without the quotes: the general encoder's rules, each with what
+    it keeps. The writer
     returns None for a document of another shape, and may raise for one (the caller's
     general path then decides).
     """
     code = _Source(escaped.__getitem__)
     code.lines.append(f"if type(document) is not {code.constant(type(document))}: return None")
     code.lines.append("fields = document.__dict__")
-    code.mapping("fields", document.__dict__, keys_typed=False)
+    code.mapping("fields", document.__dict__, keys_typed=False, own_keys=type(document).json_names)
     source = code.finish()
     namespace = code.namespace
     namespace.update(
@@ -205,6 +229,7 @@ def compile_writer(
         DATETIME=datetime_text,
         BOOLS={True: "true", False: "false"},
         FLOATS=floats,
+        INTS=ints,
         ZERO="0.0",
         NEG_ZERO="-0.0",
         COPYSIGN=copysign,
