@@ -44,7 +44,7 @@ from p1daemon.parse.telegram import (
     parse_telegram,
 )
 from p1daemon.parse.values import parse_timestamp, split_value, to_float, to_int
-from p1daemon.reading.encode import to_json
+from p1daemon.reading.encode import general_json
 from p1daemon.reading.model import (
     Current,
     EnergyDirection,
@@ -147,7 +147,7 @@ def build_layout(body: bytes, has_crc: bool, reading: Reading) -> Layout:
         made = decode(text)
     except Exception:  # a form the shortcuts do not take (_Ineligible), or any failure
         return layout
-    if made == reading and to_json(made) == to_json(reading):
+    if made == reading and general_json(made) == general_json(reading):
         layout.decode = decode
     return layout
 
