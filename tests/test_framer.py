@@ -200,6 +200,23 @@ def test_random_splits_give_the_same_events(mixed_stream: bytes) -> None:
         assert run(mixed_stream, sizes) == whole
 
 
+@pytest.mark.parametrize("max_size", [64, 700, 1024, DEFAULT_MAX_FRAME])
+def test_a_chunk_longer_than_max_size_is_the_same_as_its_slices(
+    mixed_stream: bytes, max_size: int
+) -> None:
+    # A chunk of up to 128 KiB goes into the buffer whole, whatever max_size is: the same
+    # events as feeding it max_size bytes at a time (the framer did so before), or a byte
+    # at a time, with junk, floods of markers and mid-line headers among the telegrams.
+    noise = b"NO CARRIER/KFM5 x\r\n" + b"/\r\n" * 300 + b"x" * 3000 + b"(http://a/b)\r\n!\r\n"
+    data = noise + mixed_stream + b"1-0:1.7.0(00.193*kW)" + mixed_stream + noise
+    assert max_size < len(data) <= 128 * 1024
+    whole = run(data, max_size=max_size)
+    assert run(data, [max_size] * (len(data) // max_size), max_size=max_size) == whole
+    assert run(data, [1] * len(data), max_size=max_size) == whole
+    if max_size >= 1024:
+        assert len(frames(whole)) > 9
+
+
 def test_every_boundary_inside_the_crc_and_line_end() -> None:
     data = fixture("crc/unpadded_crc.txt") + fixture("crc/lowercase_crc.txt")
     whole = run(data)

@@ -21,7 +21,7 @@ from conftest import OWN_FIXTURES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p1daemon.frame.crc import _SPAN, crc16_arc, crc16_arc_bytes, crc16_arc_reference
+from p1daemon.frame.crc import _plan, crc16_arc, crc16_arc_bytes, crc16_arc_reference
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped, DropReason, Frame
 from p1daemon.frame.framer import Framer
@@ -252,12 +252,12 @@ def test_a_telegram_without_crc_has_no_such_protection() -> None:
     assert reading.import_.t1_kwh == 985.0  # the meter sent 185.0; nothing can tell
 
 
-# -- the parity-mask CRC is the CRC (issue 16) -------------------------------------------
+# -- the folding CRC is the CRC (issue 16) -----------------------------------------------
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=5000), st.integers(0, 0xFFFF), st.integers(0, 5000))
-def test_mask_crc_equals_the_byte_table_and_the_bit_by_bit_definition(
+def test_folding_crc_equals_the_byte_table_and_the_bit_by_bit_definition(
     data: bytes, start: int, cut: int
 ) -> None:
     expected = crc16_arc_bytes(data, start)
@@ -271,23 +271,40 @@ def test_mask_crc_equals_the_byte_table_and_the_bit_by_bit_definition(
         assert expected == crc16_arc_reference(data)
 
 
+# Every length up to 3 kB whose plan of folds differs from the one before it: where a
+# fold is added or its place moves, an off-by-one in the plan would show.
+_PLAN_CHANGES = [n for n in range(1, 3000) if _plan(n) != _plan(n - 1)]
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.integers(0, 2), st.integers(-2, 2), st.integers(0, 255), st.integers(0, 0xFFFF))
-def test_mask_crc_around_every_piece_boundary(
-    pieces: int, delta: int, fill: int, start: int
-) -> None:
-    # Lengths at and next to multiples of the piece size, where one piece continues from
-    # the previous one's register or a single byte is left over; long runs of one value.
-    data = bytes([fill]) * max(0, pieces * _SPAN + delta) + b"\x01"
+@given(
+    st.sampled_from(_PLAN_CHANGES),
+    st.integers(-1, 1),
+    st.integers(0, 255),
+    st.integers(0, 0xFFFF),
+)
+def test_folding_crc_where_its_plan_changes(length: int, delta: int, fill: int, start: int) -> None:
+    # Long runs of one value (0xFF: every bit of every fold set) next to each change.
+    data = bytes([fill]) * max(0, length + delta - 1) + b"\x01"
     assert crc16_arc(data, start) == crc16_arc_bytes(data, start)
 
 
-def test_mask_crc_sees_every_bit_of_the_longest_piece() -> None:
-    # One flipped bit anywhere in a full piece changes the CRC by that bit's own
-    # contribution, the same as the byte table says (a wrong mask bit cannot hide).
-    base = bytes(range(256)) * (_SPAN // 256)
+def test_every_plan_ends_in_15_bits_in_few_folds() -> None:
+    for length in (2, 3, 100, 772, 2048, 8192, 100_000):
+        bits = 8 * length
+        for split, below, t in _plan(length):
+            assert split == 15 * t and below == (1 << split) - 1 and split < bits
+            bits = max(split, bits - 14 * t)
+        assert bits <= 15
+    assert len(_plan(772)) == 12  # a real DSMR 5 telegram
+
+
+def test_folding_crc_sees_every_bit_of_a_long_message() -> None:
+    # One flipped bit anywhere changes the CRC by that bit's own contribution, the same
+    # as the byte table says (a fold that lost or misplaced a bit cannot hide).
+    base = bytes(range(256)) * 9  # 2304 bytes: longer than any real telegram
     assert crc16_arc(base) == crc16_arc_bytes(base)
-    for position in range(0, 8 * _SPAN, 97):
+    for position in range(0, 8 * len(base), 97):
         flipped = bytearray(base)
         flipped[position >> 3] ^= 1 << (position & 7)
         assert crc16_arc(flipped) == crc16_arc_bytes(flipped), position

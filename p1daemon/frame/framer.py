@@ -22,8 +22,12 @@ from p1daemon.frame.events import Dropped, DropReason, Frame
 
 DEFAULT_MAX_FRAME = 8 * 1024
 _MIN_FRAME = 16
+# A chunk longer than this is taken in slices of it (or of max_size, if larger), so the
+# buffer stays bounded even then. A replay's reads (64 KiB and a bit) go in whole: a slice
+# boundary costs the telegram across it a second look.
+_FEED_SLICE = 128 * 1024
 
-_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
+_CRC_DIGITS = re.compile(rb"[0-9a-fA-F]*")  # matched on the (up to) 4 bytes after '!'
 _WHITESPACE = b" \t\r\n\x00"
 _LINE_END = frozenset(b"\r\n")
 _P1_VERSION = re.compile(rb"1-3:0\.2\.8\((\d+)\)")
@@ -135,12 +139,12 @@ class Framer:
     def feed(self, data: bytes) -> list[Frame | Dropped]:
         """Add bytes; return every telegram or drop they complete, in stream order."""
         out: list[Frame | Dropped] = []
-        step = self.max_size
+        step = max(self.max_size, _FEED_SLICE)
         if len(data) <= step:  # the usual case: a serial read or a file block
             self._buf += data
             self._drain(out, at_end=False)
             return out
-        # Taking a huge chunk in max_size slices keeps the buffer bounded even then.
+        # Taking a huge chunk in slices keeps the buffer bounded even then.
         for start in range(0, len(data), step):
             self._buf += data[start : start + step]
             self._drain(out, at_end=False)
@@ -228,6 +232,8 @@ class Framer:
         first = buf.find(b"/", begin, end)  # memchr: most telegrams hold no other '/'
         if first < 0:
             return -1, end
+        if first and buf[first - 1] in _LINE_END:
+            return first, first  # the first '/' starts a line: what the search would say
         match = _START.search(buf, first, end)
         if match is not None:
             return match.start(), match.start()
@@ -282,12 +288,15 @@ class Framer:
         window = min(len(buf), self.max_size)
         found = buf.find(b"\n!", self._scan_from, window)
         bang = found + 1 if found >= 0 else -1
-        # Bytes up to the '!' are all here; the window of max_size bytes is a hard limit.
-        restart, undecided = self._find_start(
-            self._scan_from,
-            bang if bang >= 0 else window,
-            final=at_end or bang >= 0 or window >= self.max_size,
-        )
+        if bang >= 0 and buf.find(b"/", self._scan_from, bang) < 0:
+            restart = undecided = -1  # the usual telegram: no '/' before its '!'
+        else:
+            # Bytes up to the '!' are all here; the window of max_size bytes is a hard limit.
+            restart, undecided = self._find_start(
+                self._scan_from,
+                bang if bang >= 0 else window,
+                final=at_end or bang >= 0 or window >= self.max_size,
+            )
         if restart >= 0:
             if _OBIS_LINE.search(buf, 0, restart) is None:
                 # Junk. The would-be telegrams after it that start at line starts and hold
@@ -323,10 +332,7 @@ class Framer:
             # A "\n" at the end may precede the '!'; an undecided '/' is looked at again.
             self._scan_from = max(1, min(window - 1, undecided))
             return False
-        end = bang + 1
-        limit = min(len(buf), bang + 5)
-        while end < limit and buf[end] in _HEX_DIGITS:
-            end += 1
+        end = _CRC_DIGITS.match(buf, bang + 1, bang + 5).end()  # type: ignore[union-attr]
         if end - bang - 1 < 4 and end == len(buf) and not at_end:
             self._scan_from = bang - 1  # the CRC may still be arriving
             return False
@@ -342,11 +348,16 @@ class Framer:
             self._junk(event.size, out)
         else:
             self._emit(event, out)
+            if buf.startswith(b"\r\n"):
+                # The line end after the CRC, taken as the next round would take it: two
+                # bytes of whitespace opening the run that follows the telegram.
+                self._run = 2
+                del buf[:2]
         return True
 
     def _check(self, body: bytes, crc_text: bytes, *, line_ends: bool) -> Frame | Dropped:
-        header = body[: body.find(b"\n")]
-        if b"(" in header or b")" in header:
+        line_end = body.find(b"\n")  # the header line (the '!' line's LF, at the latest)
+        if body.find(b"(", 0, line_end) >= 0 or body.find(b")", 0, line_end) >= 0:
             # A reader that started on the '/' of a value ("(http://x/y)"): a tail, no header.
             return Dropped(
                 DropReason.GARBAGE,
