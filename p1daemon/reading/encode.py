@@ -140,11 +140,6 @@ def format_float(value: float) -> str:
     return f"{mantissa}e-{exponent.lstrip('0')}"
 
 
-# Datetimes repeat from telegram to telegram (the parser caches them: power-failure logs,
-# M-Bus capture times, capacity peaks), so their texts are kept. Only for fixed offsets,
-# keyed by (datetime, tzinfo): two aware datetimes are equal when they are the same
-# instant, and 02:30+01:00 and 03:30+02:00 are, but they are written differently.
-_DATETIME_TEXTS: dict[tuple[datetime, tzinfo], str] = {}
 _DATETIMES_KEPT = 1024
 
 
@@ -152,16 +147,7 @@ def _default(value: object) -> Any:
     if isinstance(value, Doc):
         return value.__dict__
     if type(value) is datetime:
-        zone = value.tzinfo
-        if type(zone) is not timezone:
-            return format_datetime(value)
-        key = (value, zone)
-        text = _DATETIME_TEXTS.get(key)
-        if text is None:
-            if len(_DATETIME_TEXTS) >= _DATETIMES_KEPT:
-                _DATETIME_TEXTS.clear()
-            text = _DATETIME_TEXTS[key] = format_datetime(value)
-        return text
+        return datetime_text(value)
     if isinstance(value, datetime):
         return format_datetime(value)
     raise TypeError(f"{type(value).__name__} is not part of the reading document")
@@ -179,7 +165,8 @@ _fast: Callable[[object, int], Any] | None = (
 
 
 def datetime_text(value: datetime) -> str:
-    """`format_datetime` of a datetime (not of a subclass), faster, for the shape writers.
+    """`format_datetime` of a datetime (not of a subclass), faster: for the general path
+    and the shape writers alike.
 
     For a fixed offset of whole minutes `isoformat()` is pydantic_core's text, but for
     "+00:00", which it writes "Z"; any other zone takes `format_datetime`.
@@ -197,7 +184,8 @@ def datetime_text(value: datetime) -> str:
 
 # Datetimes the parser keeps (power-failure logs, M-Bus capture times, capacity peaks)
 # are the same objects telegram after telegram: their texts are found by identity, which
-# is cheaper than formatting and than hashing an aware datetime (its offset is computed).
+# is cheaper than formatting and than hashing an aware datetime (its offset is computed),
+# and never mixes up two equal instants written differently (02:30+01:00, 03:30+02:00).
 _KEPT_DATETIMES: dict[int, tuple[datetime, str]] = {}
 
 

@@ -18,9 +18,10 @@ path. Floats are written by the general encoder's own rules (`repr`, but for a n
 exponent, NaN and infinities), from texts it keeps. A new writer is also checked against
 the general encoder's text of the document it was made from before it is used.
 
-The generated source holds only names and `return None`: every key, every constant text
+The generated source holds names, `return None`, punctuation and the document classes'
+own field names (the code's text, never a telegram's); every other key and constant text
 (which may come from a telegram: the keys of `other`) and every type is a constant of the
-writer's namespace, so no byte of a document is ever compiled.
+writer's namespace, so no byte of a telegram is ever compiled.
 """
 
 from __future__ import annotations
@@ -214,9 +215,8 @@ def compile_writer(
     `escaped` maps a string to its JSON text, `floats` a float (never 0: 0.0 and -0.0 are
     one key but two texts) to its own, `ints` an int to its own, and `datetime_text` a
     datetime to its text without the quotes: the general encoder's rules, each with what
-    it keeps. The writer
-    returns None for a document of another shape, and may raise for one (the caller's
-    general path then decides).
+    it keeps. The writer returns None for a document of another shape, and may raise for
+    one (the caller's general path then decides).
     """
     code = _Source(escaped.__getitem__)
     code.lines.append(f"if type(document) is not {code.constant(type(document))}: return None")
@@ -234,6 +234,6 @@ def compile_writer(
         NEG_ZERO="-0.0",
         COPYSIGN=copysign,
     )
-    exec(source, namespace)  # names only: every key, text and type is a namespace constant
+    exec(source, namespace)  # no telegram text in it: see the module docstring
     writer: Writer = namespace["write"]
     return writer
