@@ -11,13 +11,14 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mosquitto_broker import Broker, Subscriber, wait_until
 from stall_proxy import StallProxy
+from test_broker_faults import make_sink as broker_faults_sink
+from test_broker_faults import sinks  # noqa: F401 (a fixture)
 from test_mqtt_publish import (  # noqa: F401 (readings is a fixture)
     as_meter,
     assert_complete_and_in_order,
@@ -27,26 +28,13 @@ from test_mqtt_publish import (  # noqa: F401 (readings is a fixture)
     stamp,
 )
 
-from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.sink import MqttSink
 from p1daemon.reading.model import Reading
 
 
-@pytest.fixture
-def sinks() -> Iterator[list[MqttSink]]:
-    made: list[MqttSink] = []
-    yield made
-    for sink in made:
-        sink.stop(timeout=5)
-
-
 def make_sink(made: list[MqttSink], tmp_path: Path, port: int, **mqtt: Any) -> MqttSink:
-    sink = MqttSink(
-        MqttSettings(port=port, **{"reconnect_max_delay_s": 1.0, **mqtt}),
-        BufferSettings(path=str(tmp_path / "outbox.db"), commit_interval_s=0.2),
-    )
-    made.append(sink)
-    return sink
+    """test_broker_faults' sink, retrying within a second of a lost broker."""
+    return broker_faults_sink(made, tmp_path, port, **{"reconnect_max_delay_s": 1.0, **mqtt})
 
 
 def thread_names() -> list[str]:
@@ -56,7 +44,7 @@ def thread_names() -> list[str]:
 def test_paho_runs_no_thread_of_its_own(
     broker: Broker,
     subscriber: Subscriber,
-    sinks: list[MqttSink],
+    sinks: list[MqttSink],  # noqa: F811
     tmp_path: Path,
     readings: list[Reading],  # noqa: F811
 ) -> None:
@@ -76,7 +64,7 @@ def test_paho_runs_no_thread_of_its_own(
 def test_a_killed_and_restarted_broker_loses_nothing(
     broker: Broker,
     subscriber: Subscriber,
-    sinks: list[MqttSink],
+    sinks: list[MqttSink],  # noqa: F811
     tmp_path: Path,
     readings: list[Reading],  # noqa: F811
     caplog: pytest.LogCaptureFixture,
@@ -115,7 +103,7 @@ def test_a_killed_and_restarted_broker_loses_nothing(
 
 def test_keepalive_pings_hold_an_idle_connection(
     broker: Broker,
-    sinks: list[MqttSink],
+    sinks: list[MqttSink],  # noqa: F811
     tmp_path: Path,
 ) -> None:
     """Nothing to publish for longer than 1.5 x keepalive (when mosquitto drops a silent
@@ -137,7 +125,7 @@ def test_keepalive_pings_hold_an_idle_connection(
 def test_stop_with_messages_in_flight_persists_them_and_disconnects_cleanly(
     broker: Broker,
     subscriber: Subscriber,
-    sinks: list[MqttSink],
+    sinks: list[MqttSink],  # noqa: F811
     tmp_path: Path,
     readings: list[Reading],  # noqa: F811
 ) -> None:
@@ -184,7 +172,7 @@ def stamp_of(payload: bytes) -> str:
 
 
 def test_the_outbox_is_written_while_a_connection_attempt_hangs(
-    sinks: list[MqttSink],
+    sinks: list[MqttSink],  # noqa: F811
     tmp_path: Path,
     readings: list[Reading],  # noqa: F811
 ) -> None:
