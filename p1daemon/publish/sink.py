@@ -227,9 +227,9 @@ class MqttSink:
             # Serialised under the lock so that readings of one meter keep their order.
             # Held back by the throttle: the worker must see its new due time.
             wake = admitted is None or pipeline.accept(meter, to_json_bytes(admitted))
-        # Already set: the worker has not cleared it yet, so its next round (which comes
-        # after the clear) sees this reading; a set costs a lock and a notify.
-        if wake and not self._wake.is_set():
+        # Already set (the worker has not lowered it yet, so its next round sees this
+        # reading), `Wakeup.set` returns at once: no system call.
+        if wake:
             self._wake.set()
 
     def on_documents(self, documents: Sequence[Document]) -> None:
@@ -247,7 +247,7 @@ class MqttSink:
                     wake = pipeline.accept_document(document.topic, document.payload) or wake
                 else:
                     wake = pipeline.queue_side(document.topic, document.payload) or wake
-        if wake and not self._wake.is_set():
+        if wake:
             self._wake.set()
 
     def apply_config(self, config: Config) -> None:

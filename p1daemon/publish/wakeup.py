@@ -39,9 +39,6 @@ class Wakeup:
         except BlockingIOError:
             return  # the pipe is full of wake-ups the worker has not read yet
 
-    def is_set(self) -> bool:
-        return self._flag
-
     def consume(self, readable: bool) -> None:
         """The worker is awake: take the wake-ups (`readable`: the poll saw the pipe ready)."""
         if readable:
