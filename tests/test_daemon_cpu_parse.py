@@ -38,8 +38,10 @@ def _frames(path: Path) -> list[Frame]:
 
 @given(st.integers(min_value=0, max_value=4 * 10**21), st.integers(min_value=0, max_value=12))
 def test_integer_division_is_the_decimal_texts_float(digits: int, decimals: int) -> None:
-    """What `_sum_source` now computes equals what it computed before (and `_fixed_sum`)."""
-    assert digits / 10**decimals == float(f"{digits}e-{decimals}")
+    """What `_sum_source` now computes (its kept quotients' conversion) equals what it
+    computed before, as `_fixed_sum` does: the same float, sign of zero included."""
+    quotient = (10**decimals).__rtruediv__(digits)
+    assert repr(quotient) == repr(float(f"{digits}e-{decimals}"))
 
 
 @given(st.from_regex(r"[0-9]{1,12}(\.[0-9]{1,8})?", fullmatch=True))

@@ -222,6 +222,7 @@ def _compile(
     body = ", ".join(f"{key!r}: {value}" for key, value in fields.items())
     lines.append(f"    return Reading.of({{{body}}})")
     namespace = dict(_NAMESPACE)
+    namespace.update(code.sums)
     namespace["HEADER"] = header
     namespace["MANUFACTURER"] = header[:3] if len(header) >= 3 else None
     source = "\n".join(lines)
@@ -281,6 +282,7 @@ class _Source:
         self._values = {obis: _Value(text[start:end], start) for obis, start, end in spans}
         self.hot: set[str] = set()
         self.statements: list[str] = []  # of the decoder, before it makes the reading
+        self.sums: dict[str, _Numbers] = {}  # name -> the kept quotients of a tariff sum
 
     def take(self, obis: str) -> _Value | None:
         value = self._values.get(obis)
@@ -352,7 +354,7 @@ class _Source:
         return name
 
 
-class _Numbers(dict[str, Any]):
+class _Numbers(dict[Any, Any]):
     """A number's text -> `convert(text)`, kept: the same conversion, done once per text.
 
     Why: most registers of a telegram have the text they had in the one before (energy
@@ -370,11 +372,11 @@ class _Numbers(dict[str, Any]):
         super().__init__()
         self._convert = convert
 
-    def __missing__(self, text: str) -> Any:
-        value = self._convert(text)
+    def __missing__(self, key: Any) -> Any:
+        value = self._convert(key)
         if len(self) >= _NUMBERS_KEPT:
             self.clear()
-        self[text] = value
+        self[key] = value
         return value
 
 
@@ -413,7 +415,7 @@ def _energy_source(code: _Source, direction: str) -> str:
     if total is not None:
         total_source = f"FLOATS[{_slice(total)}]"
     elif present:
-        total_source = _sum_source(present, code)
+        total_source = _sum_source(present, code, f"SUM{direction}")
     else:
         total_source = "None"
     fields.append(("total_kwh", total_source))
@@ -428,20 +430,23 @@ def _slice(span: tuple[int, int]) -> str:
     return f"b[{span[0]}:{span[1]}]"
 
 
-def _sum_source(spans: list[tuple[int, int]], code: _Source) -> str:
+def _sum_source(spans: list[tuple[int, int]], code: _Source, name: str) -> str:
     """The exact sum of the plain numbers at `spans`, as `_exact_sum` makes it.
 
     With the same count of decimals d in each, the sum is that of their digits as
     integers, divided by 10**d: an int by an int is correctly rounded, as `float()` of
     the sum's decimal text is (what `_exact_sum` and the former source computed), so it
-    is the same float, with no text to make and parse again.
+    is the same float, with no text to make and parse again. The quotient is kept per
+    sum of digits (`name`, a `_Numbers` of this decoder's): an unchanged total is then
+    the very float object of the telegram before, as the registers kept by their texts
+    are, which the energy views take as "nothing moved" (p1daemon/views/energy/samples.py).
     """
     texts = [code.text_at(start, end) for start, end in spans]
     decimals = {len(t) - t.find(".") - 1 if "." in t else 0 for t in texts}
     if len(decimals) != 1:
         return f"_exact_sum([{', '.join(_slice(span) for span in spans)}])"
-    digits = " + ".join(f"SCALED[{_slice(span)}]" for span in spans)
-    return f"({digits}) / {10 ** decimals.pop()}"
+    code.sums[name] = _Numbers((10 ** decimals.pop()).__rtruediv__)
+    return f"{name}[{' + '.join(f'SCALED[{_slice(span)}]' for span in spans)}]"
 
 
 def _version_of(
