@@ -36,24 +36,30 @@ class ReadingStream:
 
     def _with_frames(self, events: list[Frame | Dropped]) -> list[tuple[Reading, Frame] | Dropped]:
         out: list[tuple[Reading, Frame] | Dropped] = []
-        for event in events:
-            if isinstance(event, Dropped):
-                out.append(event)
-                continue
-            parsed = self._parse_all([event])[0]
-            out.append(parsed if isinstance(parsed, Dropped) else (parsed, event))
-        return out
-
-    def _parse_all(self, events: list[Frame | Dropped]) -> list[Reading | Dropped]:
-        out: list[Reading | Dropped] = []
+        parse = self._parser.parse
         for event in events:
             if isinstance(event, Dropped):
                 out.append(event)
                 continue
             try:
-                out.append(self._parser.parse(event))
+                out.append((parse(event), event))
             except Exception as exc:  # a parser bug must cost one telegram, not the daemon
-                out.append(
-                    Dropped(DropReason.UNPARSABLE, f"{type(exc).__name__}: {exc}", len(event.body))
-                )
+                out.append(_unparsable(exc, event))
         return out
+
+    def _parse_all(self, events: list[Frame | Dropped]) -> list[Reading | Dropped]:
+        out: list[Reading | Dropped] = []
+        parse = self._parser.parse
+        for event in events:
+            if isinstance(event, Dropped):
+                out.append(event)
+                continue
+            try:
+                out.append(parse(event))
+            except Exception as exc:  # a parser bug must cost one telegram, not the daemon
+                out.append(_unparsable(exc, event))
+        return out
+
+
+def _unparsable(exc: Exception, frame: Frame) -> Dropped:
+    return Dropped(DropReason.UNPARSABLE, f"{type(exc).__name__}: {exc}", len(frame.body))
