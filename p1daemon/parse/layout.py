@@ -380,7 +380,7 @@ class _Numbers(dict[Any, Any]):
         return value
 
 
-_NUMBERS_KEPT = 1024
+_NUMBERS_KEPT = 256  # per kept conversion: some 30 KB at most
 
 
 def _scaled(text: str) -> int:
