@@ -110,6 +110,8 @@ class Dispatcher:
         self._fed = False
         self._sleeping_long = False
         self._next_tick = 0.0  # of the processors without `tick_due` (monotonic)
+        self._kinds: list[tuple[Processor, bool, bool]] = []  # see `_tick_kinds`
+        self._kinds_of: list[Processor] | None = None
         self._closed = False
         self.broker_connected = False  # as the outputs last reported it
         self.failures: dict[str, int] = {}  # processor name -> calls that raised
@@ -323,11 +325,17 @@ class Dispatcher:
             # Cleared before the round, not after the wait: a wake-up (an event, a tick
             # request) that comes during the round makes another round, never is lost.
             self._wake.clear()
+            fed = self._fed
             try:
                 self._handle_events()
                 wait = self._tick_round()
             except Exception:  # a bug here must not end the ticks
                 log.exception("dispatcher round failed; retrying")
+            if fed:
+                # Readings came since the last round, so more are likely: ask again within
+                # a tick, and let them not wake the worker meanwhile (flat out, each one
+                # did: a round, a wake-up and a switch of threads per few readings).
+                wait = min(wait, self._tick_s)
             self._sleeping_long = wait > self._tick_s
             if self._fed:  # a reading came meanwhile: ask again soon
                 wait = min(wait, self._tick_s)
@@ -345,24 +353,35 @@ class Dispatcher:
             if self._closed:
                 return wait
             self._fed = False
-            for processor in self._processors:
-                if not isinstance(processor, TicksWhenDue):
+            for processor, when_due, asked in self._tick_kinds():
+                if not when_due:
                     if every_second:
                         self._deliver(self._call(processor, "tick", processor.on_tick, now))
                     wait = min(wait, self._next_tick - mono)
                     continue
                 # Ticked on the once-a-second beat when due (as often as before, never
                 # more); one that asked for a tick (`RequestsTicks`) as soon as it is due.
-                asked = isinstance(processor, RequestsTicks)
-                due = self._due(processor, now)
+                due = self._due(cast(TicksWhenDue, processor), now)
                 if due is not None and due <= 0 and (every_second or asked):
                     self._deliver(self._call(processor, "tick", processor.on_tick, now))
-                    due = self._due(processor, now)
+                    due = self._due(cast(TicksWhenDue, processor), now)
                     if due is not None and due <= 0:  # not moved on: once a second then
                         due = self._tick_s
                 if due is not None:
                     wait = min(wait, due if asked else max(due, self._next_tick - mono))
         return wait
+
+    def _tick_kinds(self) -> list[tuple[Processor, bool, bool]]:
+        """Each processor with whether it is `TicksWhenDue` and `RequestsTicks`: asked of
+        every processor once per list (a runtime protocol check costs microseconds, and
+        the worker asks every round), again whenever the list is replaced."""
+        processors = self._processors
+        if self._kinds_of is not processors:
+            self._kinds = [
+                (p, isinstance(p, TicksWhenDue), isinstance(p, RequestsTicks)) for p in processors
+            ]
+            self._kinds_of = processors
+        return self._kinds
 
     def _due(self, processor: TicksWhenDue, now: datetime) -> float | None:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import cast
 
@@ -225,8 +225,9 @@ class MeterReader:
                 crc_memory=self._crc_memory,
             )
         )
-        feed: Callable[[bytes], Sequence[_Event]] = (
-            stream.feed_framed if self._keeps_frames else stream.feed
+        # One telegram parsed at a time, as `_handle` takes them (see parse/stream.py).
+        feed: Callable[[bytes], Iterable[_Event]] = (
+            stream.iter_framed if self._keeps_frames else stream.iter_readings
         )
         last_valid = self._clock()
         interruptible = isinstance(source, Interruptible)
@@ -252,7 +253,7 @@ class MeterReader:
             self._handle(stream.flush_framed() if self._keeps_frames else stream.flush())
             raise
 
-    def _handle(self, events: Sequence[_Event]) -> bool:
+    def _handle(self, events: Iterable[_Event]) -> bool:
         """Count drops, pass readings on; True when at least one reading was accepted."""
         accepted = False
         for event in events:

@@ -159,10 +159,11 @@ def _compile(
 
     Generated Python, because what makes the general parser cost is not one step but
     hundreds of small ones (lookups, pops, partitions, unit dispatch); with the offsets
-    and the presence of each register fixed, what is left is slicing and `float()`.
-    The source holds only integer offsets, OBIS keys (digits and `-:.`, as the general
-    parser's object pattern admits them) and field names; telegram text (the header) is
-    passed in the namespace, so no byte of a telegram is ever compiled.
+    and the presence of each register fixed, what is left is slicing and `float()` (or
+    a lookup of the slice's number where it seldom changes: `_Numbers`). The source
+    holds only integer offsets and powers of ten, OBIS keys (digits and `-:.`, as the
+    general parser's object pattern admits them) and field names; telegram text (the
+    header) is passed in the namespace, so no byte of a telegram is ever compiled.
     """
     code = _Source(text, spans)
     version = code.take("1-3:0.2.8")
@@ -221,6 +222,7 @@ def _compile(
     body = ", ".join(f"{key!r}: {value}" for key, value in fields.items())
     lines.append(f"    return Reading.of({{{body}}})")
     namespace = dict(_NAMESPACE)
+    namespace.update(code.sums)
     namespace["HEADER"] = header
     namespace["MANUFACTURER"] = header[:3] if len(header) >= 3 else None
     source = "\n".join(lines)
@@ -280,6 +282,7 @@ class _Source:
         self._values = {obis: _Value(text[start:end], start) for obis, start, end in spans}
         self.hot: set[str] = set()
         self.statements: list[str] = []  # of the decoder, before it makes the reading
+        self.sums: dict[str, _Numbers] = {}  # name -> the kept quotients of a tariff sum
 
     def take(self, obis: str) -> _Value | None:
         value = self._values.get(obis)
@@ -318,7 +321,7 @@ class _Source:
         if value is None:
             return "None"
         plain = value.number(_NUMBER_FORM)
-        return f"float({plain})" if plain else f"_number({value.inner})"
+        return f"FLOATS[{plain}]" if plain else f"_number({value.inner})"
 
     def integer(
         self, obis: str, form: re.Pattern[str] = _INTEGER_FORM, general: str = "_integer"
@@ -328,7 +331,7 @@ class _Source:
         if value is None:
             return "None"
         plain = value.number(form)
-        return f"int({plain})" if plain else f"{general}({value.inner})"
+        return f"INTS[{plain}]" if plain else f"{general}({value.inner})"
 
     def energy(self, obis: str, form: re.Pattern[str]) -> tuple[int, int] | None:
         """Where a plain kWh / kW number is; a register in another form: ineligible."""
@@ -351,26 +354,68 @@ class _Source:
         return name
 
 
+class _Numbers(dict[Any, Any]):
+    """A number's text -> `convert(text)`, kept: the same conversion, done once per text.
+
+    Why: most registers of a telegram have the text they had in the one before (energy
+    registers move a few Wh a minute, counters seldom, voltages among a few dozen
+    values), and a lookup of the slice costs under half of `float()` of it. What is
+    kept is a pure function of the text alone (floats and ints are immutable), so any
+    meter's decoders can share one. Bounded: cleared when full. Power registers, which
+    change nearly every telegram, are not looked up here (a miss costs more than the
+    conversion saves).
+    """
+
+    __slots__ = ("_convert",)
+
+    def __init__(self, convert: Callable[[str], Any]) -> None:
+        super().__init__()
+        self._convert = convert
+
+    def __missing__(self, key: Any) -> Any:
+        value = self._convert(key)
+        if len(self) >= _NUMBERS_KEPT:
+            self.clear()
+        self[key] = value
+        return value
+
+
+_NUMBERS_KEPT = 256  # per kept conversion: some 30 KB at most
+
+
+def _scaled(text: str) -> int:
+    """The digits of a plain number as one integer: `003432.827` -> 3432827."""
+    return int(text.replace(".", ""))
+
+
+# float() / int() of a plain number's text; the digits of one (for the exact sums).
+_FLOATS = _Numbers(float)
+_INTS = _Numbers(int)
+_SCALED = _Numbers(_scaled)
+
+
 def _energy_source(code: _Source, direction: str) -> str:
     """One direction's document, as `_energy` decodes plain kWh and kW registers.
 
     Each tariff and the total are `float(number)`; without a total register the present
     tariffs' texts are summed exactly: as integers of their digits when they have the same
-    count of decimals (`_fixed_sum`, inlined), else by `_exact_sum`.
+    count of decimals (as `_fixed_sum`: see `_sum_source`), else by `_exact_sum`.
+    Power registers (new values nearly every telegram) are `float()` as they come; the
+    other numbers through the kept conversions (`_Numbers`).
     """
     tariffs = [code.energy(f"1-0:{direction}.8.{t}", _ENERGY_FORM) for t in "1234"]
     total = code.energy(f"1-0:{direction}.8.0", _ENERGY_FORM)
     power_keys = (f"1-0:{direction}.7.0", *(f"1-0:{c}.7.0" for c in _PHASES[direction]))
     powers = [code.energy(obis, _POWER_FORM) for obis in power_keys]
     fields = [
-        (name, "None" if at is None else f"float({_slice(at)})")
+        (name, "None" if at is None else f"FLOATS[{_slice(at)}]")
         for name, at in zip(_ENERGY_FIELDS, tariffs, strict=True)
     ]
     present = [at for at in tariffs if at is not None]
     if total is not None:
-        total_source = f"float({_slice(total)})"
+        total_source = f"FLOATS[{_slice(total)}]"
     elif present:
-        total_source = _sum_source(present, code)
+        total_source = _sum_source(present, code, f"SUM{direction}")
     else:
         total_source = "None"
     fields.append(("total_kwh", total_source))
@@ -385,20 +430,23 @@ def _slice(span: tuple[int, int]) -> str:
     return f"b[{span[0]}:{span[1]}]"
 
 
-def _sum_source(spans: list[tuple[int, int]], code: _Source) -> str:
-    """The exact sum of the plain numbers at `spans`, as `_exact_sum` makes it."""
+def _sum_source(spans: list[tuple[int, int]], code: _Source, name: str) -> str:
+    """The exact sum of the plain numbers at `spans`, as `_exact_sum` makes it.
+
+    With the same count of decimals d in each, the sum is that of their digits as
+    integers, divided by 10**d: an int by an int is correctly rounded, as `float()` of
+    the sum's decimal text is (what `_exact_sum` and the former source computed), so it
+    is the same float, with no text to make and parse again. The quotient is kept per
+    sum of digits (`name`, a `_Numbers` of this decoder's): an unchanged total is then
+    the very float object of the telegram before, as the registers kept by their texts
+    are, which the energy views take as "nothing moved" (p1daemon/views/energy/samples.py).
+    """
     texts = [code.text_at(start, end) for start, end in spans]
-    points = [t.find(".") for t in texts]
-    decimals = {len(t) - p - 1 if p >= 0 else 0 for t, p in zip(texts, points, strict=True)}
+    decimals = {len(t) - t.find(".") - 1 if "." in t else 0 for t in texts}
     if len(decimals) != 1:
         return f"_exact_sum([{', '.join(_slice(span) for span in spans)}])"
-    digits = []
-    for (start, end), point in zip(spans, points, strict=True):
-        if point < 0:
-            digits.append(f"int(b[{start}:{end}])")
-        else:
-            digits.append(f"int(b[{start}:{start + point}] + b[{start + point + 1}:{end}])")
-    return f'float(f"{{{" + ".join(digits)}}}e-{decimals.pop()}")'
+    code.sums[name] = _Numbers((10 ** decimals.pop()).__rtruediv__)
+    return f"{name}[{' + '.join(f'SCALED[{_slice(span)}]' for span in spans)}]"
 
 
 def _version_of(
@@ -455,6 +503,9 @@ _NAMESPACE: dict[str, Any] = {
     "_exact_sum": _exact_sum,
     "_mbus": _mbus,
     "_capacity": _capacity,
+    "FLOATS": _FLOATS,
+    "INTS": _INTS,
+    "SCALED": _SCALED,
 }
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json.encoder
 from collections.abc import Callable
-from datetime import datetime, timezone, tzinfo
+from datetime import UTC, datetime, timezone, tzinfo
 from math import isfinite
 from typing import Any
 
@@ -170,7 +170,13 @@ def datetime_text(value: datetime) -> str:
 
     For a fixed offset of whole minutes `isoformat()` is pydantic_core's text, but for
     "+00:00", which it writes "Z"; any other zone takes `format_datetime`.
+
+    A datetime in UTC itself (the daemon's receive time: new for every reading, never
+    written twice) is written at once, never kept: only the meter's own datetimes,
+    which the parser hands out again telegram after telegram, are worth keeping.
     """
+    if value.tzinfo is UTC:  # whole minutes, no offset: "Z", as `_datetime_text` has it
+        return value.isoformat()[:-6] + "Z"
     kept = _KEPT_DATETIMES.get(id(value))
     if kept is not None and kept[0] is value:
         return kept[1]

@@ -116,9 +116,18 @@ def _reading_registers(reading: MeterReading) -> dict[Key, Decimal]:
     values = _KWH(fields["import"].__dict__) + _KWH(fields["export"].__dict__)
     meter = reading.meter
     last = _LAST_REGISTERS.get(meter)
-    # Only entries without a negative zero are kept, so equal values here are equal signs.
-    if last is not None and last[0] == values and (0.0 not in values or not _negative_zero(values)):
-        return last[1]
+    if last is not None:
+        kept = last[0]
+        # The very float objects of the last reading (the parser hands out one float per
+        # register text it keeps: p1daemon/parse/layout.py): the same values and signs,
+        # found without looking for a negative zero (a third of the cost; the first
+        # register that moved ends the look).
+        if all(map(operator.is_, kept, values)):
+            return last[1]
+        # Only entries without a negative zero are kept, so equal values here are equal
+        # signs.
+        if kept == values and (0.0 not in values or not _negative_zero(values)):
+            return last[1]
     registers: dict[Key, Decimal] = {}
     isfinite = math.isfinite
     for key, value in zip(ALL_KEYS, values, strict=True):

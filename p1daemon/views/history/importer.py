@@ -52,7 +52,7 @@ def capture_readings(
         with path.open("rb") as source:
             while True:
                 chunk = source.read(_CHUNK)
-                events = stream.feed_framed(chunk) if chunk else stream.flush_framed()
+                events = stream.iter_framed(chunk) if chunk else stream.flush_framed()
                 for item in events:
                     if isinstance(item, Dropped):
                         result.dropped += 1

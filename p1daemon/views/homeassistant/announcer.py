@@ -22,7 +22,6 @@ from __future__ import annotations
 import operator
 import threading
 from collections.abc import Collection, Mapping
-from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -36,7 +35,6 @@ from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 HA_ONLINE = "online"
 
 
-_IS_NONE = partial(operator.is_, None)
 # What of a reading's top level names its device and its configs, straight from its
 # `__dict__` (p1daemon/reading/doc.py: every field is there, under its JSON name).
 _IDENTITY = operator.itemgetter(
@@ -51,9 +49,12 @@ _BLOCKS = operator.itemgetter(
 _FIELDS = operator.attrgetter("__dict__")
 
 
-def _nulls(*blocks: Doc) -> tuple[bool, ...]:
-    """Which fields of `blocks` are null, one after the other, all in C."""
-    return tuple(map(_IS_NONE, chain.from_iterable(map(dict.values, map(_FIELDS, blocks)))))
+def _nulls(*blocks: Doc) -> tuple[type, ...]:
+    """Which fields of `blocks` are null, one after the other, all in C: as the type of
+    each (NoneType where null), which says at least that and costs a third less than
+    asking `is None` of each (a type that changes, never seen from the parser, only
+    costs configs made anew and found unchanged)."""
+    return tuple(map(type, chain.from_iterable(map(dict.values, map(_FIELDS, blocks)))))
 
 
 def _mbus_shape(device: MbusDevice) -> tuple[Any, ...]:
