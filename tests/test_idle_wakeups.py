@@ -30,34 +30,55 @@ def wake_ups(thread: threading.Thread) -> int:
     raise AssertionError("no voluntary_ctxt_switches in /proc")
 
 
-def test_an_idle_publisher_sleeps_until_the_keepalive_and_keeps_its_connection(
-    broker: Broker, tmp_path: Path
-) -> None:
+def idle_sink(broker: Broker, tmp_path: Path, *, keepalive: int) -> MqttSink:
+    """A connected sink with one meter's health source, nothing to publish."""
     stats = MeterStats()
     sink = MqttSink(
-        MqttSettings(port=broker.port, keepalive=5, health_interval_s=3600.0),
+        MqttSettings(port=broker.port, keepalive=keepalive, health_interval_s=3600.0),
         BufferSettings(path=str(tmp_path / "outbox.db")),
         health_source=lambda: {"house": stats.snapshot()},
     )
     stats.on_change = sink.meters_changed
     sink.start()
+    link = sink.link
+    assert link is not None
+    wait_until(lambda: link.connected, 5, "the connection")
+    return sink
+
+
+def test_an_idle_publisher_does_not_wake_with_nothing_due(broker: Broker, tmp_path: Path) -> None:
+    sink = idle_sink(broker, tmp_path, keepalive=60)
     try:
-        link, worker = sink.link, sink._worker
-        assert link is not None and worker is not None
-        wait_until(lambda: link.connected, 5, "the connection")
-        connected_at = time.monotonic()
-        # The first round's reports go out and are acknowledged; the check a second
-        # after that activity finds nothing new. Then nothing is due before the ping.
-        time.sleep(1.5)
+        worker = sink._worker
+        assert worker is not None
+        # The first round's reports go out and are acknowledged, and the check a second
+        # after that activity finds nothing new: wait for a second without a wake-up
+        # (longer on a busy machine). Then nothing is due for a minute (the keepalive).
+        settled_by = time.monotonic() + 10.0
         before = wake_ups(worker)
-        time.sleep(max(0.0, connected_at + 4.5 - time.monotonic()))
-        quiet = wake_ups(worker) - before
+        while True:
+            time.sleep(1.2)
+            now = wake_ups(worker)
+            if now == before or time.monotonic() > settled_by:
+                break
+            before = now
+        time.sleep(3.0)
+        quiet = wake_ups(worker) - now
         # A 1 s tick woke it three times or more in these three seconds.
         assert quiet <= 1, f"{quiet} wake-ups of an idle publisher with nothing due"
+    finally:
+        sink.stop(5.0)
 
-        # The keepalive ping is sent on time all the same: past 1.5 keepalives without a
-        # packet, mosquitto would have dropped the connection and paho reconnected.
-        time.sleep(max(0.0, connected_at + 9.0 - time.monotonic()))
+
+def test_an_idle_publisher_still_sends_its_keepalive_pings(broker: Broker, tmp_path: Path) -> None:
+    sink = idle_sink(broker, tmp_path, keepalive=5)
+    try:
+        link = sink.link
+        assert link is not None
+        # Past 1.5 keepalives without a packet from the client, mosquitto drops the
+        # connection (and paho would reconnect): a worker sleeping through its ping
+        # deadline would have lost it by now.
+        time.sleep(9.0)
         assert link.connected and link.connects == 1
     finally:
         sink.stop(5.0)
