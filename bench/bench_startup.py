@@ -23,6 +23,9 @@ clock for the wall time:
 3. Parse against dsmr-parser: `bench/bench_parse.py` of the tree measured, run as a child,
    gives CPU per telegram of the same job (bytes in, CRC checked, JSON out) in one process
    and as whole processes with start-up; its medians and ratios are shown. Goal: >= 10x.
+   The daemon runs in the environment the systemd unit gives it (its `Environment=`
+   lines, read from systemd/p1daemon.service: MALLOC_ARENA_MAX=2 among them, which
+   bounds glibc's per-thread malloc arenas), so its memory is the installed daemon's.
 4. The daemon idle: the same configuration with a replay of one telegram an hour: its
    RSS once settled (and its anonymous, private part: the rest are pages of shared
    libraries, which the kernel can drop and read again), its threads and its wake-ups
@@ -93,12 +96,30 @@ class Tree:
     cwd: Path
 
 
+UNIT = REPO / "systemd/p1daemon.service"
+
+
+def unit_environment(unit: Path = UNIT) -> dict[str, str]:
+    """The variables the systemd unit sets (`Environment=A=1 B=2` lines, unquoted values)."""
+    variables: dict[str, str] = {}
+    for line in unit.read_text(encoding="utf-8").splitlines():
+        if line.startswith("Environment="):
+            for pair in line.removeprefix("Environment=").split():
+                name, _, value = pair.partition("=")
+                variables[name] = value
+    return variables
+
+
+DAEMON_ENV = unit_environment()
+
+
 def tree_at(path: Path, label: str) -> Tree:
     root = path.resolve()
-    return Tree(label, [str(PYTHON), "-c", _ENTRY], {**os.environ, "PYTHONPATH": str(root)}, root)
+    env = {**os.environ, **DAEMON_ENV, "PYTHONPATH": str(root)}
+    return Tree(label, [str(PYTHON), "-c", _ENTRY], env, root)
 
 
-THIS_TREE = Tree("p1daemon", [str(P1DAEMON)], None, REPO)
+THIS_TREE = Tree("p1daemon", [str(P1DAEMON)], {**os.environ, **DAEMON_ENV}, REPO)
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +593,8 @@ def main() -> int:
         if options.before is not None:
             trees.append(tree_at(options.before, "before"))
             print(f"before: {options.before.resolve()}")
+        shown = " ".join(f"{k}={v}" for k, v in DAEMON_ENV.items())
+        print(f"daemon environment (as {UNIT.relative_to(REPO)} sets it): {shown}")
         rows += daemon_rows(
             trees, options.daemon_runs, options.telegrams, options.capture, options.idle_s
         )

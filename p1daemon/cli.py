@@ -16,6 +16,8 @@ from p1daemon.daemon.timing import DRAIN_TIMEOUT_S
 from p1daemon.frame.smarty import SMARTY_AUTH_KEY
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from p1daemon.config.errors import ConfigError
     from p1daemon.config.model import Config
     from p1daemon.source.line import LineSettings
@@ -251,6 +253,7 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
 
     output: Output
     daemon: Daemon | None = None
+    meters_changed: Callable[[], None] | None = None
     if to_stdout:
         from p1daemon.daemon.stdout_sink import JsonLinesOutput
 
@@ -265,6 +268,7 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
             health_source=lambda: daemon.meter_snapshots() if daemon is not None else {},
             views_health=lambda: sink.processor_health() if sink is not None else {},
         )
+        meters_changed = output.meters_changed
     # The views (energy, Home Assistant discovery, capacity, history) are processors built
     # from the config; with --stdout they print their documents too, but save or restore
     # no state. The TCP fan-out (meters with `serve`) counts its clients in the meters'
@@ -284,6 +288,7 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
         reload=reload,
         tick_s=hooks.tick_interval_s(TICK_S),
         drain_timeout_s=drain_timeout,
+        on_meter_change=meters_changed,
     )
     try:
         status = daemon.run()

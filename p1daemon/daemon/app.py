@@ -55,6 +55,7 @@ class Daemon:
         reader_stop_timeout_s: float = READER_STOP_TIMEOUT_S,
         sink_stop_timeout_s: float = SINK_STOP_TIMEOUT_S,
         drain_timeout_s: float = DRAIN_TIMEOUT_S,
+        on_meter_change: Callable[[], None] | None = None,
     ) -> None:
         self._config = config
         self._sink = sink
@@ -65,6 +66,7 @@ class Daemon:
         self._reader_stop_timeout = reader_stop_timeout_s
         self._sink_stop_timeout = sink_stop_timeout_s
         self._drain_timeout = drain_timeout_s
+        self._on_meter_change = on_meter_change  # every MeterStats' `on_change`
         self._lock = threading.RLock()
         self._readers: dict[str, MeterReader] = {}
         self._stats: dict[str, MeterStats] = {}
@@ -91,7 +93,14 @@ class Daemon:
         """The counters of meter `name`, made now if its reader has not started yet (an
         output counting for a meter from its own start, like the TCP fan-out)."""
         with self._lock:
-            return self._stats.setdefault(name, MeterStats())
+            return self._meter_stats(name)
+
+    def _meter_stats(self, name: str) -> MeterStats:
+        """Meter `name`'s counters, made on first use (caller holds the lock)."""
+        stats = self._stats.get(name)
+        if stats is None:
+            stats = self._stats[name] = MeterStats(on_change=self._on_meter_change)
+        return stats
 
     def meter_snapshots(self) -> dict[str, dict[str, Any]]:
         """Counters of every meter as plain data (the MQTT sink's health source)."""
@@ -304,7 +313,7 @@ class Daemon:
     # -- internals ---------------------------------------------------------------------
 
     def _start_reader(self, meter: MeterConfig) -> None:
-        stats = self._stats.setdefault(meter.name, MeterStats())
+        stats = self._meter_stats(meter.name)
         reader = MeterReader(
             meter,
             self._sink,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -34,6 +35,10 @@ class MeterStats:
     serve_refused: int = 0
     serve_dropped: int = 0
     serve_lost: int = 0
+    # Told (outside the lock, from the reader's thread) when what the health reports count
+    # as significant changed: state, connection, reconnects, drops. The MQTT publisher
+    # then looks at once, where it used to poll every second (`Daemon(on_meter_change=)`).
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count_accepted(self, at: datetime) -> None:
@@ -44,10 +49,12 @@ class MeterStats:
     def count_dropped(self, reason: str) -> None:
         with self._lock:
             self.dropped[reason] += 1
+        self._changed()
 
     def count_reconnect(self) -> None:
         with self._lock:
             self.reconnects += 1
+        self._changed()
 
     def count_silence(self) -> None:
         with self._lock:
@@ -55,8 +62,16 @@ class MeterStats:
 
     def set_state(self, state: str, *, connected: bool) -> None:
         with self._lock:
+            changed = state != self.state or connected != self.connected
             self.state = state
             self.connected = connected
+        if changed:
+            self._changed()
+
+    def _changed(self) -> None:
+        on_change = self.on_change
+        if on_change is not None:
+            on_change()
 
     def set_identity(self, *, equipment_id: str | None, line_settings: str | None) -> None:
         with self._lock:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import random
 import select
 import socket
@@ -182,8 +183,7 @@ _NO_CONNECTION = MQTTErrorCode.MQTT_ERR_NO_CONN
 _MAX_MESSAGES = 100
 
 # How often paho's `loop_misc` runs (keepalive pings, and giving up on a broker that
-# does not answer them): its checks count in seconds, so once a second is exact enough,
-# and cheaper than once per wake-up (each PUBACK).
+# does not answer them) when its deadline cannot be read from paho (`_misc_due`).
 _MISC_EVERY_S = 1.0
 _SLACK_S = 0.001  # an attempt this close to due is due: no poll for float crumbs
 
@@ -230,7 +230,6 @@ class BrokerLink:
         self._connector: threading.Thread | None = None
         self._attempt_error: BaseException | None = None
         self._next_attempt: float | None = None  # monotonic; None while connected or trying
-        self._misc_due = 0.0
         self._poll = select.poll()
         self._polled: Any = None  # the paho socket registered in `_poll`, and its fd and mask
         self._polled_fd = -1
@@ -346,10 +345,12 @@ class BrokerLink:
 
     # -- the worker's network loop ---------------------------------------------------------
 
-    def wait(self, timeout: float, wakeup: Wakeup) -> None:
-        """The worker's sleep: at most `timeout`, until `wakeup` is set or the broker sends
-        something, doing paho's network I/O meanwhile. Returns after any event, so that a
-        round of the pipeline books what arrived (acknowledgements, a connection)."""
+    def wait(self, timeout: float, wakeup: Wakeup) -> bool:
+        """The worker's sleep: at most `timeout` (`math.inf`: no limit), until `wakeup` is
+        set or the broker sends something, doing paho's network I/O meanwhile. Returns
+        after any event, so that a round of the pipeline books what arrived
+        (acknowledgements, a connection); True if it was an event (the wake-up or the
+        socket), False if the time was up."""
         if self._wake_fd != wakeup.fileno():
             if self._wake_fd >= 0:
                 self._poll.unregister(self._wake_fd)
@@ -366,12 +367,14 @@ class BrokerLink:
             timeout = min(timeout, self._next_attempt - now)
         pending = 0
         if sock is not None:
-            timeout = min(timeout, self._misc_due - now)
+            timeout = min(timeout, self._misc_due(now) - now)
             if isinstance(sock, ssl.SSLSocket):
                 pending = sock.pending()  # decrypted bytes poll() cannot see
                 if pending:
                     timeout = 0.0
-        events = self._poll.poll(max(0.0, timeout) * 1000.0)
+        # No deadline at all (a round with nothing due, no socket to watch): sleep until
+        # woken. poll() rounds a timeout up to whole milliseconds, so a deadline is reached.
+        events = self._poll.poll(None if timeout == math.inf else max(0.0, timeout) * 1000.0)
         woken = readable = writable = False
         for fd, mask in events:
             if fd == self._wake_fd:
@@ -383,15 +386,36 @@ class BrokerLink:
                 writable = bool(mask & select.POLLOUT)
         wakeup.consume(woken)
         if sock is None or client.socket() is not sock:
-            return
+            return bool(events)
         if readable or pending:
             client.loop_read()
         if client.socket() is not None and (writable or client.want_write()):
             client.loop_write()  # what callbacks queued (subscriptions, CONNACK re-sends)
         now = time.monotonic()
-        if now >= self._misc_due and client.socket() is not None:
-            self._misc_due = now + _MISC_EVERY_S
+        if client.socket() is not None and now >= self._misc_due(now):
             client.loop_misc()
+        return bool(events) or bool(pending)
+
+    def _misc_due(self, now: float) -> float:
+        """When paho's `loop_misc` next has work: a PINGREQ is due once `keepalive` seconds
+        passed since the last packet out or the last byte in, and the connection is given
+        up once a PINGREQ went unanswered for as long (paho 2's `_check_keepalive` and
+        `loop_misc`; the same test at the same instant, on the same monotonic clock).
+        Calling it exactly then, rather than every second on the chance, lets an idle
+        worker sleep until its next real deadline. Should paho keep these figures
+        elsewhere one day, it is called every `_MISC_EVERY_S` again, as it once was."""
+        client = self._client
+        try:
+            keepalive = client._keepalive
+            due = min(client._last_msg_out, client._last_bytes_received) + keepalive
+            pinged = client._ping_t
+        except AttributeError:
+            return now + _MISC_EVERY_S
+        if not keepalive:
+            return math.inf  # paho sends no pings and gives up on nothing
+        if pinged > 0:
+            due = min(due, pinged + keepalive)
+        return float(due)
 
     def _network(self, now: float) -> Any:
         """Before the worker's poll: the paho socket to poll (None while there is none, or
@@ -422,7 +446,6 @@ class BrokerLink:
             self._polled, self._polled_fd = sock, sock.fileno()
             self._polled_mask = _IN
             self._poll.register(self._polled_fd, _IN)
-            self._misc_due = now + _MISC_EVERY_S
         mask = _IN_OUT if self._client.want_write() else _IN
         if mask != self._polled_mask:
             self._polled_mask = mask

@@ -72,6 +72,13 @@ _EXPECTED_COLUMNS = ["id", "meter", "payload", "accepted_at"]
 _SCHEMA_VERSION = "1"
 # In the SQLite header of every outbox p1daemon creates ("P1OB"): how a file says "mine".
 APPLICATION_ID = 0x50314F42
+# SQLite's page cache for the outbox, in KiB (its default is 2000, per connection). The
+# outbox is written once and read once, in key order, so a big cache saves nothing, but
+# it fills up in exactly the case the outbox is for: through a 24-hour backlog (86,400
+# rows written, then read back and deleted in pages) resident memory grew 2.0 MB with
+# the default and 0.2 MB with 256 KiB, at the same drain speed (the rest is the OS's
+# file cache, which the kernel can take back).
+CACHE_KIB = 256
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 # How SQLite stores the outbox table's definition (`_SCHEMA` without "IF NOT EXISTS"):
 # outboxes made before the application id are recognised by it.
@@ -306,6 +313,7 @@ class Outbox:
             db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
             db.execute("PRAGMA journal_size_limit=4194304")
             db.execute("PRAGMA busy_timeout=2000")
+            db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             check = db.execute("PRAGMA quick_check(1)").fetchone()
             if check is None or check[0] != "ok":
                 raise _Unreadable(f"integrity check failed: {check[0] if check else 'no answer'}")

@@ -44,6 +44,7 @@ an acknowledgement can never be processed before its message id was recorded.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict, deque
@@ -700,7 +701,11 @@ class Pipeline:
         self._tokens_at = now
 
     def _sleep_for(self, now: float) -> float:
-        waits = [1.0]
+        """Until the pipeline's next deadline (a commit, a batch of deletes, the send rate,
+        an outbox retry, the ack timeout); `math.inf` when it has none. Everything else
+        that gives it work wakes the worker (`accept`, acknowledgements, a connection),
+        so there is no floor: a fixed tick only woke an idle daemon for nothing."""
+        waits = [math.inf]
         with self.lock:
             # While the outbox cannot be written, `_persist` does nothing until the retry:
             # its deadlines (long past by then) must not wake the worker, or it spins.
@@ -718,6 +723,8 @@ class Pipeline:
             elif self._disk_tail > self._cursor:
                 # Older readings must be read back first: only possible if the disk lets us.
                 work_waiting = not self._load_resting(now)
+                if not work_waiting and self._load_failed_at is not None:
+                    waits.append(self._load_failed_at + _RETRY_OUTBOX_S - now)  # the retry
             else:
                 work_waiting = bool(self._unsent)
             can_send = (

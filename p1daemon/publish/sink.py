@@ -65,8 +65,14 @@ HealthSource = Callable[[], Mapping[str, Mapping[str, Any]]]
 # What the processors report about themselves (the history's writer), by processor name.
 ViewsHealth = Callable[[], Mapping[str, Mapping[str, Any]]]
 
+# At most this often the reports are built to see whether something significant changed
+# (and the STATUS line's oldest age refreshed); only after the worker was woken by
+# something, or while anything is queued or the broker is away: an idle worker sleeps
+# until the next report is due (`health_interval_s`) or its other deadlines.
 _HEALTH_CHECK_S = 1.0
-_STUCK_AFTER_S = 30.0  # the worker goes round at least every second when all is well
+# The worker is stuck when a round takes this long, or a sleep overran its deadline by
+# as much (it sleeps as long as nothing is due: minutes, when idle).
+_STUCK_AFTER_S = 30.0
 _OFFLINE_ACK_WAIT_S = 1.5
 
 
@@ -129,11 +135,13 @@ class MqttSink:
         self._meters: set[str] = set()
         self._last_health = float("-inf")
         self._last_health_check = float("-inf")
+        self._health_dirty = True  # woken since the last check: something may have changed
         self._signatures: dict[str, tuple[Any, ...]] = {}
         self._oldest_age_s: float | None = None
         self._last_stats: Mapping[str, Mapping[str, Any]] = {}
         self._stop_deadline = 0.0
         self._last_round = time.monotonic()
+        self._awake_by = self._last_round  # when the worker's sleep ends at the latest
 
     @classmethod
     def from_config(
@@ -322,7 +330,13 @@ class MqttSink:
         worker = self._worker
         if worker is None or self._stopping.is_set():
             return True
-        return worker.is_alive() and time.monotonic() - self._last_round < _STUCK_AFTER_S
+        busy_since = max(self._last_round, self._awake_by)
+        return worker.is_alive() and time.monotonic() - busy_since < _STUCK_AFTER_S
+
+    def meters_changed(self) -> None:
+        """A meter's state, connection, reconnects or drops changed (any thread): the
+        worker checks the health reports at once instead of on a fixed tick."""
+        self._wake.set()
 
     def daemon_health(self) -> dict[str, Any]:
         """The `<prefix>/daemon/health` document (call from any thread; no disk access)."""
@@ -369,8 +383,9 @@ class MqttSink:
     def _run(self) -> None:
         pipeline, link = self.pipeline, self.link
         assert pipeline is not None and link is not None
+        woken = True
         while not self._stopping.is_set():
-            self._last_round = time.monotonic()
+            self._last_round = self._awake_by = time.monotonic()
             try:
                 self._release_throttled()
                 sleep = pipeline.step()
@@ -380,7 +395,7 @@ class MqttSink:
                     self._queue_health(force=True)
                     self._events(BrokerConnected())
                     continue
-                sleep = min(sleep, self._health_round())
+                sleep = min(sleep, self._health_round(woken))
                 self._report_inputs()
                 due = self._throttle_due()
                 if due is not None:
@@ -389,7 +404,8 @@ class MqttSink:
                 # A bug here must not silently end publishing: log it and keep going.
                 log.exception("MQTT publisher round failed; retrying")
                 sleep = 1.0
-            link.wait(sleep, self._wake)
+            self._awake_by = time.monotonic() + sleep
+            woken = link.wait(sleep, self._wake)
         self._shutdown()
 
     def _release_throttled(self) -> None:
@@ -408,15 +424,33 @@ class MqttSink:
         with self._accept_lock:
             return self._throttle.next_due()
 
-    def _health_round(self) -> float:
-        now = time.monotonic()
-        if now - self._last_health_check >= _HEALTH_CHECK_S:
-            self._last_health_check = now
-            self._queue_health(force=now - self._last_health >= self.mqtt.health_interval_s)
-        return max(0.0, self._last_health_check + _HEALTH_CHECK_S - now)
+    def _health_round(self, woken: bool) -> float:
+        """Queue the reports that are due or changed; returns the time until the next check.
 
-    def _queue_health(self, *, force: bool) -> None:
-        """Build the reports; queue the ones that are due or changed significantly."""
+        What can change a report significantly wakes the worker first (a reading, an
+        acknowledgement, a connection, `meters_changed`), or is ongoing (a backlog, the
+        broker away); a worker that went round only because a deadline came has nothing
+        to look at before the next periodic report."""
+        pipeline, link = self.pipeline, self.link
+        assert pipeline is not None and link is not None
+        now = time.monotonic()
+        if woken or not link.connected or pipeline.depth:
+            self._health_dirty = True
+        interval = self.mqtt.health_interval_s
+        due = now - self._last_health >= interval
+        if now - self._last_health_check >= _HEALTH_CHECK_S and (self._health_dirty or due):
+            self._last_health_check = now
+            self._health_dirty = False
+            if self._queue_health(force=due):
+                return 0.0  # a round now sends what was queued
+        deadline = self._last_health + interval
+        if self._health_dirty:
+            deadline = min(deadline, self._last_health_check + _HEALTH_CHECK_S)
+        return max(0.0, max(deadline, self._last_health_check + _HEALTH_CHECK_S) - now)
+
+    def _queue_health(self, *, force: bool) -> bool:
+        """Build the reports; queue the ones that are due or changed significantly (and
+        say whether any was)."""
         pipeline, link = self.pipeline, self.link
         assert pipeline is not None and link is not None
         self._oldest_age_s = self._oldest_age()
@@ -425,9 +459,10 @@ class MqttSink:
         except Exception:
             log.exception("the meter statistics callback failed")
         if not link.connected:
-            return
+            return False
         reports: dict[str, dict[str, Any]] = {self.topics.daemon_health: self.daemon_health()}
         counters = pipeline.counters
+        queued = False
         for meter in sorted(self._meters_known()):
             reports[self.topics.health(meter)] = health.meter_report(
                 meter,
@@ -444,8 +479,10 @@ class MqttSink:
             if force or self._signatures.get(topic) != signature:
                 self._signatures[topic] = signature
                 pipeline.queue_side(topic, compact_json(report))
+                queued = True
         if force:
             self._last_health = time.monotonic()
+        return queued
 
     # -- what the processors hear of (worker thread) ---------------------------------------
 
