@@ -1,8 +1,12 @@
-"""Shared test plumbing: where the field captures live.
+"""Shared test plumbing: where the field captures live, and how workers share the suite.
 
 The real telegrams in ../shared/fixtures are replayed by every run but never copied
 into this repository. Outside CI a checkout without them skips those tests (with the
 reason printed); in CI (CI=true) their absence is a failure, because CI must replay them.
+
+The suite runs on pytest-xdist workers (pyproject's addopts). Tests go to workers one at a
+time, except the modules in `SHARED_SETUP`: their tests share an expensive module fixture,
+so each of those groups runs on one worker, and first, since they are the longest.
 """
 
 from __future__ import annotations
@@ -12,17 +16,67 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mosquitto_broker import Broker, Subscriber
 
 from p1daemon.daemon.reader import MeterReader
+from p1daemon.publish.settings import BufferSettings, MqttSettings
+from p1daemon.publish.sink import MqttSink
 
 REPO = Path(__file__).resolve().parents[1]
 OWN_FIXTURES = REPO / "fixtures"
 SHARED_FIXTURES = Path(
     os.environ.get("P1DAEMON_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures")
 )
+
+
+# Modules whose tests share one expensive set-up, by group, longest first. A group runs on
+# one worker, so the set-up is made once per run rather than once per worker.
+SHARED_SETUP: dict[str, str] = {
+    "tests/test_install.py": "install",  # one real install (pip) for all its tests
+    "tests/test_history_year.py": "synthetic-year",  # the year takes about 8 s to build,
+    "tests/test_statements.py": "synthetic-year",  # once per process (shared_year)
+    "tests/test_reading_encode.py": "reading-encode",  # every capture replayed once
+    "tests/test_watch_e2e.py": "watch-e2e",  # one broker and one running site
+    "tests/test_history_evidence.py": "history-evidence",  # one built history
+    "tests/test_report_golden.py": "report-golden",  # one built history
+}
+_GROUP_RANK = {group: rank for rank, group in enumerate(dict.fromkeys(SHARED_SETUP.values()))}
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The shared set-up groups first (in `SHARED_SETUP` order), so that the workers start
+    on them; the order inside a module is kept (test_install's last test is the last to
+    use its root)."""
+
+    def rank(item: pytest.Item) -> int:
+        group = SHARED_SETUP.get(_module(item.nodeid))
+        return _GROUP_RANK[group] if group is not None else len(_GROUP_RANK)
+
+    items.sort(key=rank)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """For `--dist load`: single tests to whichever worker is free, but each group of
+    `SHARED_SETUP` as one unit. (pytest-xdist's own `loadgroup` would do this through
+    `xdist_group` marks, but it renames node ids in a way pytest 9.2 ignores.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedSetupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return SHARED_SETUP.get(_module(nodeid), nodeid)
+
+    config.option.loadscopereorder = False  # keep the collection order made above
+    return SharedSetupScheduling(config, log)
 
 
 @dataclass(frozen=True)
@@ -74,6 +128,28 @@ def subscriber(broker: Broker) -> Iterator[Subscriber]:
     sub = Subscriber(broker).start()
     yield sub
     sub.stop()
+
+
+@pytest.fixture
+def sinks() -> Iterator[list[MqttSink]]:
+    """MQTT sinks a test made with `make_sink`; each is stopped afterwards."""
+    made: list[MqttSink] = []
+    yield made
+    for sink in made:
+        sink.stop(timeout=5)
+
+
+def make_sink(
+    made: list[MqttSink], tmp_path: Path, port: int, *, outbox: str = "outbox.db", **mqtt: Any
+) -> MqttSink:
+    """A real sink for a broker test, its outbox in the test's directory (a second sink on
+    the same `outbox` is the next run of the first), recorded in `made` to be stopped."""
+    sink = MqttSink(
+        MqttSettings(port=port, **mqtt),
+        BufferSettings(path=str(tmp_path / outbox), commit_interval_s=0.2),
+    )
+    made.append(sink)
+    return sink
 
 
 @pytest.fixture

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import make_sink
 from mosquitto_broker import Broker, Subscriber, wait_until
 from stall_proxy import StallProxy
 from test_mqtt_publish import (  # noqa: F401 (readings is a fixture)
@@ -25,26 +24,8 @@ from test_mqtt_publish import (  # noqa: F401 (readings is a fixture)
 )
 
 from p1daemon.publish.client import ReconnectDelays, disconnect_reason
-from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.sink import MqttSink
 from p1daemon.reading.model import Reading
-
-
-@pytest.fixture
-def sinks(tmp_path: Path) -> Iterator[list[MqttSink]]:
-    made: list[MqttSink] = []
-    yield made
-    for sink in made:
-        sink.stop(timeout=5)
-
-
-def make_sink(made: list[MqttSink], tmp_path: Path, port: int, **mqtt: Any) -> MqttSink:
-    sink = MqttSink(
-        MqttSettings(port=port, **mqtt),
-        BufferSettings(path=str(tmp_path / "outbox.db"), commit_interval_s=0.2),
-    )
-    made.append(sink)
-    return sink
 
 
 def warnings_with(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:

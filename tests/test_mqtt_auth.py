@@ -9,9 +9,11 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import SHARED_FIXTURES, require_shared_fixtures
+from conftest import make_sink as shared_sink
 from mosquitto_broker import Broker, Subscriber, TlsFiles, first_occurrences, make_tls, wait_until
 from publisher_child import readings_of
 
@@ -51,21 +53,12 @@ def received(subscriber: Subscriber) -> list[str]:
     return first_occurrences(stamps)[0]
 
 
-@pytest.fixture
-def sinks() -> Iterator[list[MqttSink]]:
-    made: list[MqttSink] = []
-    yield made
-    for sink in made:
-        sink.stop(timeout=5)
-
-
-def make_sink(sinks: list[MqttSink], tmp_path: Path, port: int, **mqtt: object) -> MqttSink:
-    sink = MqttSink(
-        MqttSettings.model_validate({"port": port, "reconnect_max_delay_s": 1.0, **mqtt}),
-        BufferSettings(path=str(tmp_path / f"outbox-{len(sinks)}.db"), commit_interval_s=0.2),
+def make_sink(sinks: list[MqttSink], tmp_path: Path, port: int, **mqtt: Any) -> MqttSink:
+    """The shared sink (conftest), retrying within a second, with an outbox of its own: a
+    test's second sink is another client, not the next run of the first."""
+    return shared_sink(
+        sinks, tmp_path, port, outbox=f"outbox-{len(sinks)}.db", reconnect_max_delay_s=1.0, **mqtt
     )
-    sinks.append(sink)
-    return sink
 
 
 def test_rejected_credentials_are_logged_once_retried_and_recover(

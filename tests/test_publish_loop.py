@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import make_sink as shared_sink
 from mosquitto_broker import Broker, Subscriber, wait_until
 from stall_proxy import StallProxy
-from test_broker_faults import make_sink as broker_faults_sink
-from test_broker_faults import sinks  # noqa: F401 (a fixture)
 from test_mqtt_publish import (  # noqa: F401 (readings is a fixture)
     as_meter,
     assert_complete_and_in_order,
@@ -33,8 +32,8 @@ from p1daemon.reading.model import Reading
 
 
 def make_sink(made: list[MqttSink], tmp_path: Path, port: int, **mqtt: Any) -> MqttSink:
-    """test_broker_faults' sink, retrying within a second of a lost broker."""
-    return broker_faults_sink(made, tmp_path, port, **{"reconnect_max_delay_s": 1.0, **mqtt})
+    """The shared sink (conftest), retrying within a second of a lost broker."""
+    return shared_sink(made, tmp_path, port, **{"reconnect_max_delay_s": 1.0, **mqtt})
 
 
 def thread_names() -> list[str]:
@@ -44,7 +43,7 @@ def thread_names() -> list[str]:
 def test_paho_runs_no_thread_of_its_own(
     broker: Broker,
     subscriber: Subscriber,
-    sinks: list[MqttSink],  # noqa: F811
+    sinks: list[MqttSink],
     tmp_path: Path,
     readings: list[Reading],  # noqa: F811
 ) -> None:
@@ -64,7 +63,7 @@ def test_paho_runs_no_thread_of_its_own(
 def test_a_killed_and_restarted_broker_loses_nothing(
     broker: Broker,
     subscriber: Subscriber,
-    sinks: list[MqttSink],  # noqa: F811
+    sinks: list[MqttSink],
     tmp_path: Path,
     readings: list[Reading],  # noqa: F811
     caplog: pytest.LogCaptureFixture,
@@ -103,7 +102,7 @@ def test_a_killed_and_restarted_broker_loses_nothing(
 
 def test_keepalive_pings_hold_an_idle_connection(
     broker: Broker,
-    sinks: list[MqttSink],  # noqa: F811
+    sinks: list[MqttSink],
     tmp_path: Path,
 ) -> None:
     """Nothing to publish for longer than 1.5 x keepalive (when mosquitto drops a silent
@@ -125,7 +124,7 @@ def test_keepalive_pings_hold_an_idle_connection(
 def test_stop_with_messages_in_flight_persists_them_and_disconnects_cleanly(
     broker: Broker,
     subscriber: Subscriber,
-    sinks: list[MqttSink],  # noqa: F811
+    sinks: list[MqttSink],
     tmp_path: Path,
     readings: list[Reading],  # noqa: F811
 ) -> None:
@@ -159,6 +158,12 @@ def test_stop_with_messages_in_flight_persists_them_and_disconnects_cleanly(
     second_pipeline = second.pipeline
     assert second_pipeline is not None
     wait_until(lambda: second_pipeline.depth == 0, 10, "the backlog acknowledged")
+    # The broker acknowledges before it has passed everything on to the subscriber.
+    subscriber.wait_for(
+        lambda messages: sum(m.topic == "p1/house/reading" for m in messages) >= 160,
+        5,
+        "the backlog at the subscriber",
+    )
     # At least once: the first 80 came twice (in flight at the stop), then nothing else.
     got = [stamp_of(m.payload) for m in subscriber.on("p1/house/reading")]
     assert got[80:] == got[:80] == [stamp(r) for r in readings[:80]]
@@ -172,7 +177,7 @@ def stamp_of(payload: bytes) -> str:
 
 
 def test_the_outbox_is_written_while_a_connection_attempt_hangs(
-    sinks: list[MqttSink],  # noqa: F811
+    sinks: list[MqttSink],
     tmp_path: Path,
     readings: list[Reading],  # noqa: F811
 ) -> None:

@@ -241,9 +241,18 @@ def test_after_a_sigkill_the_last_will_makes_the_site_offline(
             lambda ms: (
                 {m.topic for m in ms} >= {f"{prefix}/house/latest", f"{prefix}/carport/latest"}
                 and any(m.topic == f"{prefix}/status" and m.payload == b"online" for m in ms)
+                # Each meter's health says connected (the first report may still say the
+                # reader was starting, and `watch` would count that as a problem).
+                and all(
+                    [m.json().get("connected") for m in ms if m.topic == f"{prefix}/{n}/health"][
+                        -1:
+                    ]
+                    == [True]
+                    for n in ("house", "carport")
+                )
             ),
             15,
-            "both meters online",
+            "both meters online and connected",
         )
         before = watch("--port", str(shared_broker.port), "--prefix", prefix, "--once")
         assert before.returncode == 0, before.stdout + before.stderr
