@@ -22,6 +22,8 @@ import pytest
 from mosquitto_broker import Broker, Subscriber
 
 from p1daemon.daemon.reader import MeterReader
+from p1daemon.frame.events import Frame
+from p1daemon.frame.framer import Framer
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.publish.sink import MqttSink
 
@@ -101,6 +103,19 @@ def shared_fixtures() -> list[SharedFixture]:
         SharedFixture(SHARED_FIXTURES / row["path"], int(row["valid_frames"]), row["what"])
         for row in rows
     ]
+
+
+def capture_files() -> list[Path]:
+    """Every capture a parser test runs over: this repository's own, then the field's."""
+    files = sorted(OWN_FIXTURES.rglob("*.txt"))
+    if SHARED_FIXTURES.is_dir():
+        files += sorted(SHARED_FIXTURES.rglob("*.txt"))
+    return files
+
+
+def capture_frames(path: Path) -> list[Frame]:
+    """Every telegram of a capture, CRC or not: a fast path must hold for all of them."""
+    return [e for e in Framer(check_crc=False).feed(path.read_bytes()) if isinstance(e, Frame)]
 
 
 def require_shared_fixtures() -> list[SharedFixture]:

@@ -10,30 +10,16 @@ tariffs as an integer division to `float()` of the sum's decimal text.
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
-from conftest import OWN_FIXTURES, SHARED_FIXTURES
+from conftest import capture_files, capture_frames
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p1daemon.frame.events import Frame
-from p1daemon.frame.framer import Framer
 from p1daemon.parse import layout
 from p1daemon.parse.layout import LayoutParser
 from p1daemon.parse.telegram import parse_telegram
 from p1daemon.reading.encode import general_json
-
-
-def _captures() -> list[Path]:
-    files = sorted(OWN_FIXTURES.rglob("*.txt"))
-    if SHARED_FIXTURES.is_dir():
-        files += sorted(SHARED_FIXTURES.rglob("*.txt"))
-    return files
-
-
-def _frames(path: Path) -> list[Frame]:
-    return [e for e in Framer(check_crc=False).feed(path.read_bytes()) if isinstance(e, Frame)]
 
 
 @given(st.integers(min_value=0, max_value=4 * 10**21), st.integers(min_value=0, max_value=12))
@@ -69,9 +55,9 @@ def test_every_capture_with_cold_and_warm_numbers(warm: bool) -> None:
     and JSON), with the kept numbers emptied before each telegram or kept throughout."""
     rng = random.Random(1)
     used = 0
-    for path in _captures():
+    for path in capture_files():
         parser = LayoutParser()
-        frames = _frames(path)
+        frames = capture_frames(path)
         for frame in frames + rng.sample(frames, min(5, len(frames))):
             if not warm:
                 for kept in (layout._FLOATS, layout._INTS, layout._SCALED):

@@ -8,10 +8,8 @@ once handled, and the collector's full collections all but stop (bench_startup.p
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from conftest import OWN_FIXTURES, SHARED_FIXTURES
+from conftest import SHARED_FIXTURES, capture_files
 
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped, Frame
@@ -21,13 +19,6 @@ from p1daemon.reading.encode import general_json
 from p1daemon.reading.model import Reading
 
 STREAM = SHARED_FIXTURES / "streams" / "iskra_am550_dsmr50_566_telegrams.txt"
-
-
-def _captures() -> list[Path]:
-    files = sorted(OWN_FIXTURES.rglob("*.txt"))
-    if SHARED_FIXTURES.is_dir():
-        files += sorted(SHARED_FIXTURES.rglob("*.txt"))
-    return files
 
 
 def _stream() -> ReadingStream:
@@ -52,7 +43,7 @@ def _chunks(data: bytes, size: int) -> list[bytes]:
 @pytest.mark.parametrize("framed", [False, True], ids=["readings", "framed"])
 def test_lazy_events_are_the_listed_ones_for_every_capture(framed: bool) -> None:
     seen = 0
-    for path in _captures():
+    for path in capture_files():
         data = path.read_bytes()
         eager, lazy = _stream(), _stream()
         for chunk in _chunks(data, 4096):

@@ -19,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from conftest import OWN_FIXTURES, SHARED_FIXTURES
+from conftest import capture_files
 
 from p1daemon.frame.events import Frame
 from p1daemon.frame.framer import Framer
@@ -33,13 +33,6 @@ from p1daemon.views.homeassistant.discovery import discovery_messages
 from p1daemon.views.homeassistant.settings import HomeAssistantSettings
 
 AT = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
-
-
-def _captures() -> list[Path]:
-    files = sorted(OWN_FIXTURES.rglob("*.txt"))
-    if SHARED_FIXTURES.is_dir():
-        files += sorted(SHARED_FIXTURES.rglob("*.txt"))
-    return files
 
 
 def _readings(path: Path) -> list[MeterReading]:
@@ -75,7 +68,7 @@ def _general(reading: MeterReading) -> dict[samples.Key, str]:
 
 def test_registers_of_every_capture_are_the_general_conversion() -> None:
     taken = 0
-    for path in _captures():
+    for path in capture_files():
         samples._LAST_REGISTERS.clear()
         last = None
         for reading in _readings(path):
@@ -118,7 +111,7 @@ def test_equal_home_assistant_shapes_have_equal_configs() -> None:
     settings = HomeAssistantSettings(discovery=True)
     topics = Topics("p1")
     compared = 0
-    for path in _captures():
+    for path in capture_files():
         seen: dict[object, list[tuple[str, str, dict[str, Any]]]] = {}
         for reading in _readings(path)[::7]:
             configs = [

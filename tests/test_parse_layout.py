@@ -13,13 +13,12 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import OWN_FIXTURES, SHARED_FIXTURES
+from conftest import SHARED_FIXTURES, capture_files, capture_frames
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from p1daemon.frame.decoder import TelegramDecoder
 from p1daemon.frame.events import Dropped, Frame
-from p1daemon.frame.framer import Framer
 from p1daemon.parse.layout import LayoutParser, build_layout
 from p1daemon.parse.stream import ReadingStream
 from p1daemon.parse.telegram import parse_telegram
@@ -28,20 +27,8 @@ from p1daemon.reading.encode import to_json
 STREAM = SHARED_FIXTURES / "streams" / "iskra_am550_dsmr50_566_telegrams.txt"
 
 
-def _captures() -> list[Path]:
-    files = sorted(OWN_FIXTURES.rglob("*.txt"))
-    if SHARED_FIXTURES.is_dir():
-        files += sorted(SHARED_FIXTURES.rglob("*.txt"))
-    return files
-
-
-def _frames(path: Path) -> list[Frame]:
-    """Every telegram of a capture, CRC or not: the layout must hold for all of them."""
-    return [e for e in Framer(check_crc=False).feed(path.read_bytes()) if isinstance(e, Frame)]
-
-
-CAPTURES = _captures()
-TELEGRAMS = [frame for path in CAPTURES for frame in _frames(path)]
+CAPTURES = capture_files()
+TELEGRAMS = [frame for path in CAPTURES for frame in capture_frames(path)]
 
 
 def _outcome(parse: object, frame: Frame) -> tuple[object, str]:
@@ -72,7 +59,7 @@ def _with_digits(body: bytes, rng: random.Random, changes: int) -> bytes:
 def test_every_capture_in_sequence(path: Path) -> None:
     """Each capture as a stream, then each telegram again and with its digits changed."""
     parser = LayoutParser()
-    frames = _frames(path)
+    frames = capture_frames(path)
     for frame in frames:
         _assert_same(parser, frame)
     rng = random.Random(path.name)
@@ -89,7 +76,7 @@ def test_the_stream_takes_the_layout() -> None:
     if not STREAM.is_file():
         pytest.skip(f"no {STREAM}")
     parser = LayoutParser()
-    frames = _frames(STREAM)
+    frames = capture_frames(STREAM)
     for frame in frames:
         _assert_same(parser, frame)
     assert len(frames) == 566
@@ -180,7 +167,7 @@ def test_a_changed_obis_code_is_not_the_same_layout() -> None:
     """Same skeleton after digits are zeroed, but 1.8.1 became 1.8.3: the general parser."""
     if not STREAM.is_file():
         pytest.skip(f"no {STREAM}")
-    frame = _frames(STREAM)[0]
+    frame = capture_frames(STREAM)[0]
     parser = LayoutParser()
     parser.parse(frame)
     parser.parse(frame)
@@ -266,7 +253,7 @@ def test_a_meter_that_changes_form_every_telegram_seldom_makes_layouts(
     if not STREAM.is_file():
         pytest.skip(f"no {STREAM}")
     made = _counting_builds(monkeypatch)
-    frames = _frames(STREAM)
+    frames = capture_frames(STREAM)
     parser = LayoutParser()
     for i, frame in enumerate(frames[:300]):
         # A text message one character longer each time: a new form in every telegram.
