@@ -26,12 +26,13 @@ is not mistaken for growth. About 5,000 telegrams a second on a desktop core.
 
 `--trace DIR` (with `--flat-memory`): the daemon is this file re-executed as
 `p1daemon run` (the hook lives here, not in the product), and every sample also prints
-what the allocators hold: pymalloc's blocks in use and free and its arenas (current /
-high-water), glibc's bytes in use and free (mallinfo2), and the live objects the GC
-tracks. In-use bytes flat while VmRSS steps is an allocator's high-water mark, not a
-leak. With `--trace-depth N` tracemalloc runs too (N frames; some 20 times slower):
-a snapshot per sample in DIR, and at the end the growth from the first to the last
-snapshot, by traceback.
+VmRSS split into anonymous and file-backed pages, what the allocators hold (pymalloc's
+blocks in use and free and its arenas, current/high-water; glibc's bytes in use and
+free, mallinfo2) and the live objects the GC tracks; at the end, the resident size per
+mapping that changed most. In-use bytes flat while VmRSS steps is an allocator's
+high-water mark or pages first touched, not a leak. With `--trace-depth N` tracemalloc
+runs too (N frames; some 20 times slower): a snapshot per sample in DIR, and at the end
+the growth from the first to the last snapshot, by traceback.
 """
 
 from __future__ import annotations
@@ -291,6 +292,44 @@ def _read_offset(pid: int, path: Path) -> int | None:
     return None
 
 
+def _rss_by_mapping(pid: int) -> dict[str, int]:
+    """Resident KiB per mapping of /proc/PID/smaps, summed by name ("[anon]" unnamed):
+    which part of the address space a step in VmRSS is in (heap, an arena of glibc's
+    (anonymous), a library's pages, SQLite's -shm)."""
+    rss: dict[str, int] = {}
+    name = "?"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if not fields[0].endswith(":"):  # a mapping's header: range perms offset dev inode [path]
+            name = fields[5] if len(fields) > 5 else "[anon]"
+        elif fields[0] == "Rss:":
+            rss[name] = rss.get(name, 0) + int(fields[1])
+    return rss
+
+
+def _status_split(pid: int) -> str:
+    """VmRSS's anonymous, file-backed and shared-memory parts (MB)."""
+    parts = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile", "RssShmem"):
+            parts[key[3:].lower()] = int(value.split()[0]) / 1024
+    return " ".join(f"{key} {mb:.1f}" for key, mb in parts.items())
+
+
+def _mapping_growth(first: dict[str, int], last: dict[str, int]) -> None:
+    changed = sorted(
+        ((last.get(k, 0) - first.get(k, 0), k) for k in first.keys() | last.keys()),
+        key=lambda item: -abs(item[0]),
+    )
+    print("\nresident KiB by mapping, first sample -> last (the largest changes):")
+    for diff, name in changed[:8]:
+        if diff:
+            print(f"  {diff:+7d} KiB  {first.get(name, 0):7d} -> {last.get(name, 0):7d}  {name}")
+
+
 def _traced_sample(folder: Path, number: int, process: subprocess.Popen[bytes]) -> str:
     """Ask the traced daemon for snapshot `number`; its traced MB and pymalloc arenas."""
     import json
@@ -351,6 +390,7 @@ def flat_memory(
     config = write_config(work, capture, port, loop=True, capacity=capacity)
     process = _start(config, trace)
     samples: list[tuple[int, float]] = []
+    mappings: list[dict[str, int]] = []
     passes, last_pos, next_sample = 0, 0, every
     try:
         while True:
@@ -366,7 +406,12 @@ def flat_memory(
             done = passes * per_pass + per_pass * pos // size
             if done >= next_sample:
                 samples.append((done, _vm_rss_mb(process.pid)))
-                traced = "" if trace is None else _traced_sample(trace, len(samples) - 1, process)
+                traced = ""
+                if trace is not None:
+                    mappings.append(_rss_by_mapping(process.pid))
+                    traced = f" ({_status_split(process.pid)})" + _traced_sample(
+                        trace, len(samples) - 1, process
+                    )
                 print(
                     f"  {done:>10,} telegrams  VmRSS {samples[-1][1]:6.1f} MB{traced}", flush=True
                 )
@@ -377,6 +422,8 @@ def flat_memory(
         process.terminate()
         process.wait(30)
     if trace is not None:
+        if len(mappings) > 1:
+            _mapping_growth(mappings[0], mappings[-1])
         trace_growth(trace, len(samples))
     return samples
 
