@@ -23,6 +23,10 @@ loop, flat out, until N telegrams were read; the daemon's VmRSS is sampled every
 largest value. The first sample is taken after `--sample-every` telegrams, so start-up
 is not mistaken for growth. About 5,000 telegrams a second on a desktop core.
 `--capacity` adds the capacity tariff watch (`capacity = "on"`) to that run.
+`--timeline COPIES`: the loop is COPIES copies of the capture on one timeline (meter
+clock and energy registers continued, see `timeline_of`), so quarter-hours close and
+the meter's clock only goes back once per COPIES passes; the default (1) loops the
+capture's 566 seconds as they are.
 
 `--trace DIR` (with `--flat-memory`): the daemon is this file re-executed as
 `p1daemon run` (the hook lives here, not in the product), and every sample also prints
@@ -41,6 +45,7 @@ import argparse
 import contextlib
 import os
 import platform
+import re
 import resource
 import shutil
 import socket
@@ -74,6 +79,57 @@ def capture_of(telegrams: int, source: Path, target: Path) -> int:
     copies = max(1, -(-telegrams // per_copy))
     target.write_bytes(data * copies)
     return per_copy * copies
+
+
+_TELEGRAM = re.compile(rb"/[^!]*!([0-9A-F]{4})\r?\n")
+_STAMP = re.compile(rb"(0-0:1\.0\.0\()(\d{12})([WS]\))")
+_ENERGY = re.compile(rb"(1-0:[12]\.8\.[1-4]\()(\d{6}\.\d{3})(\*kWh\))")
+
+
+def timeline_of(source: Path, copies: int) -> tuple[bytes, int]:
+    """The capture's whole telegrams `copies` times over one timeline, and their count.
+
+    Each copy continues where the one before ended: its meter clock later by the
+    capture's span (plus a second) and its energy registers higher by what the capture
+    advanced, the CRC made anew. A loop of the capture alone goes back to the same 566
+    seconds (no quarter-hour ever closes, a restart every pass); a loop of this goes
+    back once per `copies` passes, and the views close quarters meanwhile.
+    """
+    from datetime import datetime, timedelta
+
+    from p1daemon.frame.crc import crc16_arc
+
+    data = source.read_bytes()
+    if copies <= 1:  # the capture as it is, its partial first telegram too
+        return data, data.count(b"\n!")
+    telegrams = [m.group(0) for m in _TELEGRAM.finditer(data)]
+
+    def stamp(telegram: bytes) -> datetime:
+        found = _STAMP.search(telegram)
+        assert found is not None, "a telegram without 0-0:1.0.0"
+        return datetime.strptime(found.group(2).decode(), "%y%m%d%H%M%S")
+
+    def energies(telegram: bytes) -> dict[bytes, float]:
+        return {m.group(1): float(m.group(2)) for m in _ENERGY.finditer(telegram)}
+
+    span = stamp(telegrams[-1]) - stamp(telegrams[0]) + timedelta(seconds=1)
+    first, last = energies(telegrams[0]), energies(telegrams[-1])
+    advance = {key: last[key] - first[key] for key in first.keys() & last.keys()}
+    out = []
+    for copy in range(copies):
+        for telegram in telegrams:
+            body = telegram[: telegram.rindex(b"!") + 1]
+            when = (stamp(body) + copy * span).strftime("%y%m%d%H%M%S").encode()
+            # Last match first, so the earlier matches' offsets still hold.
+            for found in reversed([*_ENERGY.finditer(body), *_STAMP.finditer(body)]):
+                key = found.group(1)
+                if key in advance:
+                    value = f"{float(found.group(2)) + copy * advance[key]:010.3f}".encode()
+                else:
+                    value = when
+                body = body[: found.start(2)] + value + body[found.end(2) :]
+            out.append(body + f"{crc16_arc(body):04X}\r\n".encode())
+    return b"".join(out), len(out)
 
 
 def write_config(
@@ -380,10 +436,12 @@ def flat_memory(
     *,
     capacity: bool = False,
     trace: Path | None = None,
+    copies: int = 1,
 ) -> list[tuple[int, float]]:
     """(telegrams read, VmRSS MB) every `every` telegrams of a looping flat-out replay."""
     capture = work / "loop.txt"
-    per_pass = capture_of(1, source, capture)  # one copy of the capture
+    data, per_pass = timeline_of(source, copies)
+    capture.write_bytes(data)
     size = capture.stat().st_size
     if trace is not None:
         trace.mkdir(parents=True, exist_ok=True)
@@ -441,6 +499,9 @@ def main() -> int:
     )
     args.add_argument("--sample-every", type=int, default=50000, metavar="TELEGRAMS")
     args.add_argument("--capacity", action="store_true", help="the capacity watch on too")
+    args.add_argument(
+        "--timeline", type=int, default=1, metavar="COPIES", help="one timeline of COPIES passes"
+    )
     args.add_argument("--trace", type=Path, metavar="DIR", help="count the allocators too")
     args.add_argument("--trace-depth", type=int, default=0, help="tracemalloc frames (0: off)")
     options = args.parse_args()
@@ -480,6 +541,7 @@ def main() -> int:
                     options.sample_every,
                     capacity=options.capacity,
                     trace=options.trace,
+                    copies=options.timeline,
                 )
                 rss = [mb for _, mb in samples]
                 if rss:
