@@ -245,6 +245,7 @@ def _traced_daemon(folder: Path) -> None:
     import tracemalloc
 
     depth = int(os.environ.get("P1BENCH_TRACE_DEPTH", "0"))
+    _malloc_counts()  # ctypes and libffi loaded now, not counted as growth at the first sample
     if depth:
         tracemalloc.start(depth)
 
