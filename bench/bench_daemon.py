@@ -259,7 +259,8 @@ def _traced_daemon(folder: Path) -> None:
                     done["traced"] = tracemalloc.get_traced_memory()[0]
                 done.update(_pymalloc_counts())
                 done.update(_malloc_counts())
-                (folder / f"{number}.done").write_text(json.dumps(done))
+                (folder / "done.tmp").write_text(json.dumps(done))
+                os.replace(folder / "done.tmp", folder / f"{number}.done")  # seen whole
                 number += 1
             time.sleep(0.05)
 
@@ -397,15 +398,19 @@ def _traced_sample(folder: Path, number: int, process: subprocess.Popen[bytes]) 
         if process.poll() is not None:
             raise RuntimeError(f"p1daemon exited with {process.returncode}")
         time.sleep(0.05)
-    time.sleep(0.05)  # written whole by then (a few bytes)
     counts: dict[str, int] = json.loads(done.read_text())
     mb = {name: value / 2**20 for name, value in counts.items()}
     traced = f" traced {mb['traced']:.2f}" if "traced" in counts else ""
+    pymalloc = ""
+    if "bytes in allocated blocks" in counts:  # not while tracemalloc wraps the allocator
+        pymalloc = (
+            f" pymalloc {mb['bytes in allocated blocks']:.2f} used"
+            f" {mb.get('bytes in available blocks', 0):.2f} free"
+            f" arenas {counts.get('arenas allocated current', -1)}"
+            f"/{counts.get('arenas highwater mark', -1)} high"
+        )
     return (
-        f" |{traced} pymalloc {mb.get('bytes in allocated blocks', 0):.2f} used"
-        f" {mb.get('bytes in available blocks', 0):.2f} free"
-        f" arenas {counts.get('arenas allocated current', -1)}"
-        f"/{counts.get('arenas highwater mark', -1)} high"
+        f" |{traced}{pymalloc}"
         f" | malloc {mb.get('malloc used', 0):.2f} used {mb.get('malloc free', 0):.2f} free"
         f" {mb.get('mmapped', 0):.2f} mmap | {counts['objects']:,} objects"
     )
