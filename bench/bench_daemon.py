@@ -22,6 +22,21 @@ loop, flat out, until N telegrams were read; the daemon's VmRSS is sampled every
 /proc/PID/fdinfo, a loop being one more pass) and printed with its first, last and
 largest value. The first sample is taken after `--sample-every` telegrams, so start-up
 is not mistaken for growth. About 5,000 telegrams a second on a desktop core.
+`--capacity` adds the capacity tariff watch (`capacity = "on"`) to that run.
+`--timeline COPIES`: the loop is COPIES copies of the capture on one timeline (meter
+clock and energy registers continued, see `timeline_of`), so quarter-hours close and
+the meter's clock only goes back once per COPIES passes; the default (1) loops the
+capture's 566 seconds as they are.
+
+`--trace DIR` (with `--flat-memory`): the daemon is this file re-executed as
+`p1daemon run` (the hook lives here, not in the product), and every sample also prints
+VmRSS split into anonymous and file-backed pages, what the allocators hold (pymalloc's
+blocks in use and free and its arenas, current/high-water; glibc's bytes in use and
+free, mallinfo2) and the live objects the GC tracks; at the end, the resident size per
+mapping that changed most. In-use bytes flat while VmRSS steps is an allocator's
+high-water mark or pages first touched, not a leak. With `--trace-depth N` tracemalloc
+runs too (N frames; some 20 times slower): a snapshot per sample in DIR, and at the end
+the growth from the first to the last snapshot, by traceback.
 """
 
 from __future__ import annotations
@@ -30,6 +45,7 @@ import argparse
 import contextlib
 import os
 import platform
+import re
 import resource
 import shutil
 import socket
@@ -45,6 +61,9 @@ DEFAULT_CAPTURE = REPO.parent / "shared/fixtures/streams/iskra_am550_dsmr50_566_
 GOAL_CPU_MS = 0.12
 GOAL_RSS_MB = 36.0
 ENV: dict[str, str] = dict(os.environ)
+TRACE_ENV = "P1BENCH_TRACEMALLOC"  # set in the child only: the snapshot folder
+TRACE_FLAG = "--as-traced-daemon"
+TRACE_DEPTH = 0  # --trace-depth
 
 
 def free_port() -> int:
@@ -62,7 +81,60 @@ def capture_of(telegrams: int, source: Path, target: Path) -> int:
     return per_copy * copies
 
 
-def write_config(work: Path, capture: Path, port: int, *, loop: bool = False) -> Path:
+_TELEGRAM = re.compile(rb"/[^!]*!([0-9A-F]{4})\r?\n")
+_STAMP = re.compile(rb"(0-0:1\.0\.0\()(\d{12})([WS]\))")
+_ENERGY = re.compile(rb"(1-0:[12]\.8\.[1-4]\()(\d{6}\.\d{3})(\*kWh\))")
+
+
+def timeline_of(source: Path, copies: int) -> tuple[bytes, int]:
+    """The capture's whole telegrams `copies` times over one timeline, and their count.
+
+    Each copy continues where the one before ended: its meter clock later by the
+    capture's span (plus a second) and its energy registers higher by what the capture
+    advanced, the CRC made anew. A loop of the capture alone goes back to the same 566
+    seconds (no quarter-hour ever closes, a restart every pass); a loop of this goes
+    back once per `copies` passes, and the views close quarters meanwhile.
+    """
+    from datetime import datetime, timedelta
+
+    from p1daemon.frame.crc import crc16_arc
+
+    data = source.read_bytes()
+    if copies <= 1:  # the capture as it is, its partial first telegram too
+        return data, data.count(b"\n!")
+    telegrams = [m.group(0) for m in _TELEGRAM.finditer(data)]
+
+    def stamp(telegram: bytes) -> datetime:
+        found = _STAMP.search(telegram)
+        assert found is not None, "a telegram without 0-0:1.0.0"
+        return datetime.strptime(found.group(2).decode(), "%y%m%d%H%M%S")
+
+    def energies(telegram: bytes) -> dict[bytes, float]:
+        return {m.group(1): float(m.group(2)) for m in _ENERGY.finditer(telegram)}
+
+    span = stamp(telegrams[-1]) - stamp(telegrams[0]) + timedelta(seconds=1)
+    first, last = energies(telegrams[0]), energies(telegrams[-1])
+    advance = {key: last[key] - first[key] for key in first.keys() & last.keys()}
+    out = []
+    for copy in range(copies):
+        for telegram in telegrams:
+            body = telegram[: telegram.rindex(b"!") + 1]
+            when = (stamp(body) + copy * span).strftime("%y%m%d%H%M%S").encode()
+            # Last match first, so the earlier matches' offsets still hold.
+            for found in reversed([*_ENERGY.finditer(body), *_STAMP.finditer(body)]):
+                key = found.group(1)
+                if key in advance:
+                    value = f"{float(found.group(2)) + copy * advance[key]:010.3f}".encode()
+                else:
+                    value = when
+                body = body[: found.start(2)] + value + body[found.end(2) :]
+            out.append(body + f"{crc16_arc(body):04X}\r\n".encode())
+    return b"".join(out), len(out)
+
+
+def write_config(
+    work: Path, capture: Path, port: int, *, loop: bool = False, capacity: bool = False
+) -> Path:
     """Discovery, the energy views and the history on; a fresh state folder per run."""
     state = Path(tempfile.mkdtemp(prefix="state-", dir=work))
     config = state / "p1daemon.toml"
@@ -89,19 +161,114 @@ ean = "871685900012345674"
 source = "replay:{capture}"
 replay_interval_s = 0
 replay_loop = {"true" if loop else "false"}
+{'capacity = "on"' if capacity else ""}
 """,
         encoding="utf-8",
     )
     return config
 
 
-def _start(config: Path) -> subprocess.Popen[bytes]:
+def _start(config: Path, trace: Path | None = None) -> subprocess.Popen[bytes]:
+    command: list[str | Path] = [REPO / ".venv/bin/p1daemon"]
+    env = ENV
+    if trace is not None:
+        command = [sys.executable, Path(__file__).resolve(), TRACE_FLAG]
+        env = {**ENV, TRACE_ENV: str(trace), "P1BENCH_TRACE_DEPTH": str(TRACE_DEPTH)}
     return subprocess.Popen(
-        [REPO / ".venv/bin/p1daemon", "run", "--config", config, "--log-level", "warning"],
+        [*command, "run", "--config", config, "--log-level", "warning"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=ENV,
+        env=env,
     )
+
+
+def _pymalloc_counts() -> dict[str, int]:
+    """pymalloc's arena counts (sys._debugmallocstats writes them to C stderr)."""
+    with tempfile.TemporaryFile() as out:
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode("ascii", "replace")
+    counts: dict[str, int] = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition("=")
+        name = name.strip().lstrip("# ")
+        if name in (
+            "arenas allocated current",
+            "arenas highwater mark",
+            "bytes in allocated blocks",
+            "bytes in available blocks",
+        ):
+            counts[name] = int(value.strip().replace(",", ""))
+    return counts
+
+
+def _malloc_counts() -> dict[str, int]:
+    """glibc's own view (mallinfo2, over all arenas): bytes in use and free in its heaps."""
+    import ctypes
+
+    class _Info(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                "fsmblks", "uordblks", "fordblks", "keepcost",
+            )
+        ]  # fmt: skip
+
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):  # not glibc >= 2.33
+        return {}
+    mallinfo2.restype = _Info
+    info = mallinfo2()
+    return {"malloc used": info.uordblks, "malloc free": info.fordblks, "mmapped": info.hblkhd}
+
+
+def _traced_daemon(folder: Path) -> None:
+    """`p1daemon run` in this process, its memory counted on request.
+
+    The parent asks by creating `N.want`; a thread of ours answers with `N.done` (as
+    JSON: pymalloc's and glibc's counts, the live objects, and with tracemalloc the
+    traced bytes) and, with tracemalloc, `N.snap` (the snapshot). P1BENCH_TRACE_DEPTH
+    is tracemalloc's traceback depth; 0 leaves tracemalloc off (full speed: the
+    counts alone).
+    """
+    import gc
+    import json
+    import threading
+    import tracemalloc
+
+    depth = int(os.environ.get("P1BENCH_TRACE_DEPTH", "0"))
+    _malloc_counts()  # ctypes and libffi loaded now, not counted as growth at the first sample
+    if depth:
+        tracemalloc.start(depth)
+
+    def answer() -> None:
+        number = 0
+        while True:
+            if (folder / f"{number}.want").exists():
+                done: dict[str, int] = {"objects": len(gc.get_objects())}
+                if depth:
+                    tracemalloc.take_snapshot().dump(str(folder / f"{number}.snap"))
+                    done["traced"] = tracemalloc.get_traced_memory()[0]
+                done.update(_pymalloc_counts())
+                done.update(_malloc_counts())
+                (folder / "done.tmp").write_text(json.dumps(done))
+                os.replace(folder / "done.tmp", folder / f"{number}.done")  # seen whole
+                number += 1
+            time.sleep(0.05)
+
+    threading.Thread(target=answer, name="bench-memory-counts", daemon=True).start()
+    from p1daemon.cli import main
+
+    sys.argv = ["p1daemon", *sys.argv[2:]]
+    main()
 
 
 def run_daemon(work: Path, capture: Path, port: int) -> tuple[float, float, float]:
@@ -183,15 +350,111 @@ def _read_offset(pid: int, path: Path) -> int | None:
     return None
 
 
+def _rss_by_mapping(pid: int) -> dict[str, int]:
+    """Resident KiB per mapping of /proc/PID/smaps, summed by name ("[anon]" unnamed):
+    which part of the address space a step in VmRSS is in (heap, an arena of glibc's
+    (anonymous), a library's pages, SQLite's -shm)."""
+    rss: dict[str, int] = {}
+    name = "?"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if not fields[0].endswith(":"):  # a mapping's header: range perms offset dev inode [path]
+            name = fields[5] if len(fields) > 5 else "[anon]"
+        elif fields[0] == "Rss:":
+            rss[name] = rss.get(name, 0) + int(fields[1])
+    return rss
+
+
+def _status_split(pid: int) -> str:
+    """VmRSS's anonymous, file-backed and shared-memory parts (MB)."""
+    parts = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssFile", "RssShmem"):
+            parts[key[3:].lower()] = int(value.split()[0]) / 1024
+    return " ".join(f"{key} {mb:.1f}" for key, mb in parts.items())
+
+
+def _mapping_growth(first: dict[str, int], last: dict[str, int]) -> None:
+    changed = sorted(
+        ((last.get(k, 0) - first.get(k, 0), k) for k in first.keys() | last.keys()),
+        key=lambda item: -abs(item[0]),
+    )
+    print("\nresident KiB by mapping, first sample -> last (the largest changes):")
+    for diff, name in changed[:8]:
+        if diff:
+            print(f"  {diff:+7d} KiB  {first.get(name, 0):7d} -> {last.get(name, 0):7d}  {name}")
+
+
+def _traced_sample(folder: Path, number: int, process: subprocess.Popen[bytes]) -> str:
+    """Ask the traced daemon for snapshot `number`; its traced MB and pymalloc arenas."""
+    import json
+
+    (folder / f"{number}.want").touch()
+    done = folder / f"{number}.done"
+    while not done.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"p1daemon exited with {process.returncode}")
+        time.sleep(0.05)
+    counts: dict[str, int] = json.loads(done.read_text())
+    mb = {name: value / 2**20 for name, value in counts.items()}
+    traced = f" traced {mb['traced']:.2f}" if "traced" in counts else ""
+    pymalloc = ""
+    if "bytes in allocated blocks" in counts:  # not while tracemalloc wraps the allocator
+        pymalloc = (
+            f" pymalloc {mb['bytes in allocated blocks']:.2f} used"
+            f" {mb.get('bytes in available blocks', 0):.2f} free"
+            f" arenas {counts.get('arenas allocated current', -1)}"
+            f"/{counts.get('arenas highwater mark', -1)} high"
+        )
+    return (
+        f" |{traced}{pymalloc}"
+        f" | malloc {mb.get('malloc used', 0):.2f} used {mb.get('malloc free', 0):.2f} free"
+        f" {mb.get('mmapped', 0):.2f} mmap | {counts['objects']:,} objects"
+    )
+
+
+def trace_growth(folder: Path, count: int, top: int = 15) -> None:
+    """The tracebacks that grew most between the first and the last snapshot."""
+    import tracemalloc
+
+    if count < 2 or not (folder / "0.snap").exists():
+        return
+    first = tracemalloc.Snapshot.load(str(folder / "0.snap"))
+    last = tracemalloc.Snapshot.load(str(folder / f"{count - 1}.snap"))
+    ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    first, last = first.filter_traces(ignore), last.filter_traces(ignore)
+    print(f"\ngrowth from snapshot 0 to {count - 1}, by traceback (top {top}):")
+    for stat in last.compare_to(first, "traceback")[:top]:
+        print(f"  {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks")
+        for line in stat.traceback.format(limit=6, most_recent_first=True):
+            print(f"      {line}")
+
+
 def flat_memory(
-    work: Path, source: Path, port: int, telegrams: int, every: int
+    work: Path,
+    source: Path,
+    port: int,
+    telegrams: int,
+    every: int,
+    *,
+    capacity: bool = False,
+    trace: Path | None = None,
+    copies: int = 1,
 ) -> list[tuple[int, float]]:
     """(telegrams read, VmRSS MB) every `every` telegrams of a looping flat-out replay."""
     capture = work / "loop.txt"
-    per_pass = capture_of(1, source, capture)  # one copy of the capture
+    data, per_pass = timeline_of(source, copies)
+    capture.write_bytes(data)
     size = capture.stat().st_size
-    process = _start(write_config(work, capture, port, loop=True))
+    if trace is not None:
+        trace.mkdir(parents=True, exist_ok=True)
+    config = write_config(work, capture, port, loop=True, capacity=capacity)
+    process = _start(config, trace)
     samples: list[tuple[int, float]] = []
+    mappings: list[dict[str, int]] = []
     passes, last_pos, next_sample = 0, 0, every
     try:
         while True:
@@ -207,18 +470,30 @@ def flat_memory(
             done = passes * per_pass + per_pass * pos // size
             if done >= next_sample:
                 samples.append((done, _vm_rss_mb(process.pid)))
-                print(f"  {done:>10,} telegrams  VmRSS {samples[-1][1]:6.1f} MB", flush=True)
+                traced = ""
+                if trace is not None:
+                    mappings.append(_rss_by_mapping(process.pid))
+                    traced = f" ({_status_split(process.pid)})" + _traced_sample(
+                        trace, len(samples) - 1, process
+                    )
+                print(
+                    f"  {done:>10,} telegrams  VmRSS {samples[-1][1]:6.1f} MB{traced}", flush=True
+                )
                 next_sample += every
             if done >= telegrams:
                 break
     finally:
         process.terminate()
         process.wait(30)
+    if trace is not None:
+        if len(mappings) > 1:
+            _mapping_growth(mappings[0], mappings[-1])
+        trace_growth(trace, len(samples))
     return samples
 
 
 def main() -> int:
-    global ENV
+    global ENV, TRACE_DEPTH
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--telegrams", type=int, default=20000)
     args.add_argument("--capture", type=Path, default=DEFAULT_CAPTURE)
@@ -229,7 +504,14 @@ def main() -> int:
         "--flat-memory", type=int, metavar="N", help="only the long run: N telegrams, looping"
     )
     args.add_argument("--sample-every", type=int, default=50000, metavar="TELEGRAMS")
+    args.add_argument("--capacity", action="store_true", help="the capacity watch on too")
+    args.add_argument(
+        "--timeline", type=int, default=1, metavar="COPIES", help="one timeline of COPIES passes"
+    )
+    args.add_argument("--trace", type=Path, metavar="DIR", help="count the allocators too")
+    args.add_argument("--trace-depth", type=int, default=0, help="tracemalloc frames (0: off)")
     options = args.parse_args()
+    TRACE_DEPTH = options.trace_depth
     ENV = dict(os.environ)
     ENV.pop("MALLOC_ARENA_MAX", None)
     if options.malloc_arenas:
@@ -258,7 +540,14 @@ def main() -> int:
                     f"(MALLOC_ARENA_MAX={ENV.get('MALLOC_ARENA_MAX', 'unset')})"
                 )
                 samples = flat_memory(
-                    work, options.capture, port, options.flat_memory, options.sample_every
+                    work,
+                    options.capture,
+                    port,
+                    options.flat_memory,
+                    options.sample_every,
+                    capacity=options.capacity,
+                    trace=options.trace,
+                    copies=options.timeline,
                 )
                 rss = [mb for _, mb in samples]
                 if rss:
@@ -296,4 +585,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if len(sys.argv) > 1 and sys.argv[1] == TRACE_FLAG:
+        _traced_daemon(Path(os.environ[TRACE_ENV]))
+    else:
+        sys.exit(main())

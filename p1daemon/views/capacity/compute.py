@@ -85,7 +85,7 @@ class CapacityWatch:
         self._quarter: _Quarter | None = None
         self._month: int | None = None  # month index of the computed peak below
         self._peak: tuple[float, datetime] | None = None  # computed: (kW, quarter start UTC)
-        self._history: dict[int, float] = {}  # computed closed months (since start-up)
+        self._history: dict[int, float] = {}  # computed closed months: the last WINDOW_MONTHS
         self.last_state: CapacityState | None = None
         self._rolled: tuple[dict[int, float], int] = ({}, 0)  # for `average_if_peak`
 
@@ -147,10 +147,15 @@ class CapacityWatch:
     def _roll_month(self, start: datetime) -> None:
         month = rolling.month_index(start.astimezone(self.zone).date())
         if self._month is None or month > self._month:
+            history = self._history
             if self._month is not None and self._peak is not None:
-                self._history[self._month] = self._peak[0]
+                history[self._month] = self._peak[0]
             self._month = month
             self._peak = None
+            # Only the WINDOW_MONTHS before the current one are ever read (rolling.py):
+            # older months go, so a daemon running for years keeps a year, not all of them.
+            for old in [m for m in history if m < month - rolling.WINDOW_MONTHS]:
+                del history[old]
 
     # -- the document ----------------------------------------------------------------
 
