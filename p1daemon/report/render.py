@@ -104,11 +104,13 @@ def _reading_text(part: str) -> str:
 
 
 def _sum_text(part: str) -> str:
-    """`kwh(Decimal(0) + Decimal(part))`: the same but for a negative zero (0 + -0 is 0)."""
+    """`kwh(Decimal(0) + Decimal(part))`: the same but for a negative zero (0 + -0 is 0).
+    Only a zero becomes "0.000": a small negative value such as -0.0005 rounds to
+    "-0.000" after the sum as before it, since 0 + -0.0005 is not zero."""
     if not part:
         return _ZERO_KWH
     text = _reading_text(part)
-    return _ZERO_KWH if text == "-0.000" else text
+    return _ZERO_KWH if text == "-0.000" and not Decimal(part) else text
 
 
 _ZERO_KWH = "0.000"  # kwh(Decimal(0))
