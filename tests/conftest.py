@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 from mosquitto_broker import Broker, Subscriber
 
 from p1daemon.daemon.reader import MeterReader
@@ -32,6 +33,15 @@ OWN_FIXTURES = REPO / "fixtures"
 SHARED_FIXTURES = Path(
     os.environ.get("P1DAEMON_SHARED_FIXTURES", REPO.parent / "shared" / "fixtures")
 )
+
+
+# Property tests: the same examples on every run and no time limit per example, so that
+# neither chance nor a loaded machine decides a run ("deterministic"); a search with new
+# random examples, ten times as many, when asked for (P1DAEMON_HYPOTHESIS=explore): a
+# case it finds goes into the test as an explicit one.
+settings.register_profile("deterministic", derandomize=True, deadline=None, database=None)
+settings.register_profile("explore", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("P1DAEMON_HYPOTHESIS", "deterministic"))
 
 
 # Modules whose tests share one expensive set-up, by group, longest first. A group runs on
