@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from hypothesis import settings
@@ -155,17 +155,23 @@ def subscriber(broker: Broker) -> Iterator[Subscriber]:
     sub.stop()
 
 
+class Output(Protocol):
+    """An output a test started (an `MqttSink`, or a `Dispatcher` in front of one)."""
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+
 @pytest.fixture
-def sinks() -> Iterator[list[MqttSink]]:
-    """MQTT sinks a test made with `make_sink`; each is stopped afterwards."""
-    made: list[MqttSink] = []
+def sinks() -> Iterator[list[Output]]:
+    """Outputs a test made (`make_sink`, or a built dispatcher); each is stopped afterwards."""
+    made: list[Output] = []
     yield made
     for sink in made:
         sink.stop(timeout=5)
 
 
 def make_sink(
-    made: list[MqttSink], tmp_path: Path, port: int, *, outbox: str = "outbox.db", **mqtt: Any
+    made: list[Output], tmp_path: Path, port: int, *, outbox: str = "outbox.db", **mqtt: Any
 ) -> MqttSink:
     """A real sink for a broker test, its outbox in the test's directory (a second sink on
     the same `outbox` is the next run of the first), recorded in `made` to be stopped."""

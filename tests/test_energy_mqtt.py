@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -271,14 +271,6 @@ def write_config(tmp: Path, port: int, meters: dict[str, Meter], topology: str) 
     path.write_text(textwrap.dedent(text), encoding="utf-8")
     config = load_config(path, {})
     return build(config, [MqttSink.from_config(config)])
-
-
-@pytest.fixture
-def sinks() -> Iterator[list[Dispatcher]]:
-    made: list[Dispatcher] = []
-    yield made
-    for sink in made:
-        sink.stop(timeout=5)
 
 
 def docs(subscriber: Subscriber, topic: str) -> list[dict[str, Any]]:
