@@ -219,8 +219,8 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
     # Imported here, not at the top: `--help`, `parse` and `check-config` need none of it.
     import logging
 
+    from p1daemon.config.apart import load_config_apart
     from p1daemon.config.errors import ConfigError
-    from p1daemon.config.loader import load_config
     from p1daemon.daemon.app import Daemon
     from p1daemon.daemon.builder import build
     from p1daemon.daemon.timing import TICK_S
@@ -235,8 +235,9 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
         from p1daemon.daemon.processor import Output
 
     log_setup = setup_logging(log_level)
+    # Validated apart: pydantic never enters the long-running process (issue 16).
     try:
-        config = load_config(config_path)
+        config = load_config_apart(config_path)
     except ConfigError as exc:
         _config_failed(exc)
     secrets = set(config.secret_values())
@@ -244,7 +245,7 @@ def run(config_path: str, to_stdout: bool, log_level: str, drain_timeout: float)
     _warn_short_secrets(config)
 
     def reload() -> Config:
-        new = load_config(config_path)
+        new = load_config_apart(config_path)
         # Old secrets stay masked too: a line about the old connection may still come.
         secrets.update(new.secret_values())
         log_setup.set_secrets(secrets)

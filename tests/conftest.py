@@ -176,7 +176,7 @@ def make_sink(
     """A real sink for a broker test, its outbox in the test's directory (a second sink on
     the same `outbox` is the next run of the first), recorded in `made` to be stopped."""
     sink = MqttSink(
-        MqttSettings(port=port, **mqtt),
+        MqttSettings.model_validate({"port": port, **mqtt}),
         BufferSettings(path=str(tmp_path / outbox), commit_interval_s=0.2),
     )
     made.append(sink)

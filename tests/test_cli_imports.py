@@ -93,7 +93,8 @@ def test_check_config_needs_no_broker_client_daemon_or_processors() -> None:
     views = under(modules, "p1daemon.views")
     assert views, "the example configures views: their settings are read"
     assert all(
-        m.rsplit(".", 1)[-1] in ("settings", "energy", "history", "homeassistant", "views")
+        m.rsplit(".", 1)[-1]
+        in ("settings", "settings_schema", "energy", "history", "homeassistant", "views")
         for m in views
     ), views
 
@@ -115,14 +116,28 @@ def test_check_config_imports_only_what_this_file_and_its_output_need() -> None:
     assert "p1daemon.config.render" not in summary
 
 
-def test_importing_the_config_models_builds_no_validator() -> None:
-    """`defer_build`: a validator is made on first use (Config's, with every section
-    inline), never one per model at import."""
-    code = """
+def test_the_config_dataclasses_need_no_pydantic() -> None:
+    """What the daemon holds while it runs is plain dataclasses (issue 16: pydantic and
+    its validators are ~9 MB the daemon never needs after start-up)."""
+    modules = modules_after("""
         from p1daemon.config.model import SECTIONS, Config
         from p1daemon.report.statement_settings import StatementSettings
         from p1daemon.views.history.settings import HistorySettings
-        models = [Config, StatementSettings, HistorySettings, *SECTIONS.values()]
+    """)
+    assert "p1daemon.config.model" in modules
+    assert top_level(modules).isdisjoint({"pydantic", "pydantic_core"})
+
+
+def test_making_the_config_models_builds_no_validator() -> None:
+    """`defer_build`: a validator is made on first use (Config's, with every section
+    inline), never one per model when the models are made."""
+    code = """
+        from p1daemon.config.model import SECTIONS, Config
+        from p1daemon.config.schema import model_of
+        from p1daemon.report.statement_settings import StatementSettings
+        from p1daemon.views.history.settings import HistorySettings
+        tables = [Config, StatementSettings, HistorySettings, *SECTIONS.values()]
+        models = [model_of(table) for table in tables]
         built = [m.__name__ for m in models if m.__pydantic_complete__]
         assert built == [], built
     """
@@ -153,7 +168,13 @@ def test_watch_without_a_config_builds_no_config_model() -> None:
     modules = command_modules("watch", "--once", "--port", str(port))
     assert "p1daemon.watch.app" in modules  # the test ran what it says
     assert "p1daemon.publish.settings" in modules
-    assert under(modules, "p1daemon.config") == set()
+    # The settings dataclasses only: no configuration is validated, so no pydantic.
+    assert under(modules, "p1daemon.config") <= {
+        "p1daemon.config",
+        "p1daemon.config.secret",
+        "p1daemon.config.section",
+    }
+    assert "pydantic" not in top_level(modules)
 
 
 def test_the_builder_imports_only_the_processors_a_configuration_wants(tmp_path: Path) -> None:
@@ -189,6 +210,7 @@ source = "replay:{TELEGRAM}"
     assert under(modules, "p1daemon.views.homeassistant") <= {
         "p1daemon.views.homeassistant",
         "p1daemon.views.homeassistant.settings",
+        "p1daemon.views.homeassistant.settings_schema",
     }
     assert "p1daemon.views.capacity.processor" not in modules
     assert "p1daemon.views.history.processor" not in modules

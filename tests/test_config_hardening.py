@@ -22,13 +22,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 from test_daemon_app import RecordingHooks
 from test_daemon_support import CollectingSink, telegram, wait_until
 
 from p1daemon.cli import main
 from p1daemon.config import load_config
 from p1daemon.config.model import MeterConfig
+from p1daemon.config.schema import model_of
+from p1daemon.config.section import Section
 from p1daemon.daemon.app import Daemon
 from p1daemon.publish.settings import BufferSettings, MqttSettings
 from p1daemon.service.redact import MIN_SECRET_LENGTH, Redactor
@@ -88,18 +90,18 @@ def _mentions_secret(annotation: Any) -> bool:
     return any(_mentions_secret(arg) for arg in typing.get_args(annotation))
 
 
-SECTIONS: dict[str, type[BaseModel]] = {
+SECTIONS: dict[str, type[Section]] = {
     "mqtt": MqttSettings,
     "buffer": BufferSettings,
     "homeassistant": HomeAssistantSettings,
     "site": SiteSettings,
     "meters": MeterConfig,
 }
-# Found from the models themselves, so a secret field added later is covered (or fails here).
+# Found from the validating models, so a secret field added later is covered (or fails here).
 SECRET_FIELDS = [
     (section, name)
     for section, model in SECTIONS.items()
-    for name, field in model.model_fields.items()
+    for name, field in model_of(model).model_fields.items()
     if _mentions_secret(field.annotation)
 ]
 
@@ -505,7 +507,7 @@ def _plain_kind(annotation: Any) -> type | None:
 TYPED_FIELDS = [
     (section, name, kind)
     for section, model in SECTIONS.items()
-    for name, field in model.model_fields.items()
+    for name, field in model_of(model).model_fields.items()
     if (kind := _plain_kind(field.annotation)) is not None
 ]
 

@@ -226,7 +226,7 @@ def test_options_reach_the_configs() -> None:
 def test_settings_reject_bad_prefixes() -> None:
     for bad in ("", "/ha", "ha/", "ha/#", "ha/+/x"):
         with pytest.raises(ValueError):
-            HomeAssistantSettings(prefix=bad)
+            HomeAssistantSettings.model_validate({"prefix": bad})
     with pytest.raises(ValueError):
         HomeAssistantSettings.model_validate({"discovery": True, "prefx": "x"})
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
-
-from pydantic import BaseModel
-from pydantic_core import ErrorDetails
+from typing import TYPE_CHECKING, Any
 
 from p1daemon.config.model import SECTIONS, Config
 from p1daemon.config.secrets import NOT_SHOWN, is_secret
+from p1daemon.config.section import Section, field_names
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 Loc = tuple[str | int, ...]
 
@@ -91,10 +92,10 @@ def _shown(value: Any) -> str:
 
 
 def _known_keys(loc: Loc) -> list[str]:
-    model: type[BaseModel] = Config
+    table: type[Section] = Config
     if len(loc) > 1 and isinstance(loc[0], str) and loc[0] in SECTIONS:
-        model = SECTIONS[loc[0]]
-    return list(model.model_fields)
+        table = SECTIONS[loc[0]]
+    return field_names(table)
 
 
 def reason(error: ErrorDetails) -> str:

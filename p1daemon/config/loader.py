@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from p1daemon.config.errors import ConfigError, Loc, format_problem, reason
 from p1daemon.config.model import Config, base_dir_context
 from p1daemon.config.rules import cross_check
+from p1daemon.config.schema import validate
 
 ENV_MQTT_PASSWORD = "P1DAEMON_MQTT_PASSWORD"
 ENV_MQTT_USERNAME = "P1DAEMON_MQTT_USERNAME"
@@ -114,7 +115,7 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     problems: list[tuple[Loc, str]] = []
     config: Config | None = None
     try:
-        config = Config.model_validate(raw, context=base_dir_context(file))
+        config = validate(Config, raw, context=base_dir_context(file))
     except ValidationError as exc:
         problems += [(tuple(error["loc"]), reason(error)) for error in exc.errors()]
     problems += cross_check(raw, base_dir)

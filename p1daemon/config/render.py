@@ -7,11 +7,16 @@ this output ends up in bug reports and forum posts.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from p1daemon.config.model import Config
+from p1daemon.config.secret import Secret
 from p1daemon.config.secrets import SECRET_FIELDS
+from p1daemon.config.section import Section
 
 MASK = "********"
 
@@ -46,9 +51,22 @@ def _table_lines(section: str, data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _plain(value: Any) -> Any:
+    """Tables as dicts and every value as TOML can write it (paths and decimals as text)."""
+    if isinstance(value, Section):
+        return {item.name: _plain(getattr(value, item.name)) for item in dataclasses.fields(value)}  # type: ignore[arg-type]
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, Secret | Path | Decimal):
+        return str(value)
+    return value
+
+
 def render_config(config: Config, source_label: str) -> str:
     """TOML text that loads back into the same configuration, except for masked secrets."""
-    data = config.model_dump(mode="json")
+    data = _plain(config)
     out = [f"# Effective configuration from {source_label} (secrets masked)", ""]
     for section in ("mqtt", "buffer", "homeassistant", "site", "history", "statements"):
         out += [f"[{section}]", *_table_lines(section, data[section]), ""]

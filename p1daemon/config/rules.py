@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from p1daemon.config.model import MAX_SECONDARY, MeterConfig
+from p1daemon.config.section import field_default
 from p1daemon.source.spec import SourceSpecError, parse_source
 
 Loc = tuple[str | int, ...]
@@ -24,7 +25,7 @@ _LINE_KEYS = ("bytesize", "parity", "stopbits")
 # Files the MQTT client opens when it connects; a missing one must be named now, not
 # surface later as an anonymous TLS or login failure of `run`.
 _MQTT_FILES = ("ca_file", "cert_file", "key_file", "password_file")
-_EXPORT_HOLD_DEFAULT = MeterConfig.model_fields["export_limit_hold_s"].default
+_EXPORT_HOLD_DEFAULT = field_default(MeterConfig, "export_limit_hold_s")
 
 
 def _label(index: int, meter: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
 """Which configuration keys are secret: the one rule that errors, display and logs share.
 
-A key is secret when its model declares it a `SecretStr` (today `[mqtt] password` and a
+A key is secret when its dataclass declares it a `Secret` (today `[mqtt] password` and a
 meter's `key` and `auth_key`). Deriving the set from the models means a secret field
 added later is masked everywhere without anyone remembering a list. `*_file` keys are
 paths, not secrets, and are shown; the password a `password_file` holds is a secret
@@ -13,9 +13,9 @@ import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, SecretBytes, SecretStr
-
 from p1daemon.config.model import SECTIONS
+from p1daemon.config.secret import Secret
+from p1daemon.config.section import Section, field_default
 from p1daemon.service.redact import MIN_SECRET_LENGTH
 
 if TYPE_CHECKING:
@@ -27,15 +27,14 @@ NOT_SHOWN = "value not shown: it is a secret"
 
 
 def _is_secret_type(annotation: Any) -> bool:
-    if annotation in (SecretStr, SecretBytes):
+    if annotation is Secret:
         return True
     return any(_is_secret_type(arg) for arg in typing.get_args(annotation))
 
 
-def _secret_fields(model: type[BaseModel]) -> frozenset[str]:
-    return frozenset(
-        name for name, field in model.model_fields.items() if _is_secret_type(field.annotation)
-    )
+def _secret_fields(table: type[Section]) -> frozenset[str]:
+    hints = typing.get_type_hints(table)
+    return frozenset(name for name, annotation in hints.items() if _is_secret_type(annotation))
 
 
 # Section name (as in the file) -> its secret keys.
@@ -56,7 +55,7 @@ def _public(section: str, name: str, value: str) -> bool:
     """Values of a secret key that are not secret: "none" and the default of `auth_key`
     (the published Smarty authentication key, printed in every manual)."""
     if section == "meters" and name == "auth_key":
-        default = SECTIONS["meters"].model_fields["auth_key"].default
+        default = field_default(SECTIONS["meters"], "auth_key")
         return value.lower() == "none" or value.upper() == default.get_secret_value().upper()
     return False
 

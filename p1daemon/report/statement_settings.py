@@ -10,66 +10,34 @@
     feed_in_price_eur_per_kwh = 0.05
 
 Numbers are kept as decimals (a TOML float's shortest text), so amounts are exact to the
-cent. Field names are public: they are the configuration file.
+cent. Field names are public: they are the configuration file. What makes a value
+valid is in `p1daemon.report.statement_settings_schema`.
 """
 
-import os
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from p1daemon.config.section import Section
 
 Netting = Literal["none", "per_register", "total"]
+_CHECKS = "p1daemon.report.statement_settings_schema"
 
 
-def _decimal(value: object) -> object:
-    if isinstance(value, bool):
-        return value  # refused below
-    if isinstance(value, int | float | str):
-        try:
-            return Decimal(repr(value) if isinstance(value, float) else str(value))
-        except InvalidOperation:
-            raise ValueError(f"not a number: {value!r}") from None
-    return value
-
-
-class FeedInTerms(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FeedInTerms(Section, checks=_CHECKS):
     feed_in_price_eur_per_kwh: Decimal | None = None
     feed_in_factor: Decimal | None = None
     netting: Netting | None = None
 
-    @field_validator("feed_in_price_eur_per_kwh", "feed_in_factor", mode="before")
-    @classmethod
-    def _exact(cls, value: object) -> object:
-        return _decimal(value)
 
-    @field_validator("feed_in_price_eur_per_kwh", "feed_in_factor")
-    @classmethod
-    def _not_negative(cls, value: Decimal | None) -> Decimal | None:
-        if value is not None and (not value.is_finite() or value < 0):
-            raise ValueError("must be a number of at least 0")
-        return value
-
-
-class StatementSettings(FeedInTerms):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StatementSettings(FeedInTerms, checks=_CHECKS):
     feed_in_price_eur_per_kwh: Decimal | None = Decimal("0")
     feed_in_factor: Decimal | None = Decimal("1")
     netting: Netting | None = "none"
     hourly_price_file: str | None = None
-    meter: dict[str, FeedInTerms] = Field(default_factory=dict)
-
-    @field_validator("hourly_price_file")
-    @classmethod
-    def _beside_config(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None:
-            return None
-        base_dir = (info.context or {}).get("base_dir")
-        if Path(value).is_absolute() or base_dir is None:
-            return value
-        return os.path.normpath(Path(base_dir) / value)
+    meter: dict[str, FeedInTerms] = field(default_factory=dict)
 
     def terms(self, meter: str) -> tuple[Decimal, Decimal, Netting]:
         """(price, factor, netting) for `meter`: its own where set, else the section's."""

@@ -1,17 +1,20 @@
-"""The `[site]` section and the per-meter export cap fields (field names are public)."""
+"""The `[site]` section and the per-meter export cap fields (field names are public).
 
+What makes a value valid is in `p1daemon.views.energy.settings_schema`.
+"""
+
+from dataclasses import dataclass
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from p1daemon.config.section import Section
 
 Topology = Literal["parallel", "series"]
 
 
-class SiteSettings(BaseModel):
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SiteSettings(Section, checks="p1daemon.views.energy.settings_schema"):
     """How the metering points of one grid connection relate, and the site's clock."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
     # parallel: every meter measures its own branch; the connection is their sum.
     # series: the primary meter measures the whole connection and the secondaries sit
@@ -23,26 +26,17 @@ class SiteSettings(BaseModel):
     # reading on that side is at most this far from the boundary; farther, and the
     # interval is reported as a gap rather than guessed. DSMR 4 sends every 10 s, so 30 s
     # survives two lost telegrams.
-    quarter_tolerance_s: float = Field(default=30.0, ge=0.0, le=450.0)
+    quarter_tolerance_s: float = 30.0
     # A register that advances faster than this is treated like a replaced meter (new
     # baseline, flagged) instead of producing one absurd quarter. Far above any home or
     # small-business connection.
-    max_plausible_kw: float = Field(default=250.0, gt=0.0)
+    max_plausible_kw: float = 250.0
     # A meter without a reading for this long no longer counts towards the connection.
-    stale_after_s: float = Field(default=60.0, gt=0.0)
+    stale_after_s: float = 60.0
     # Slack before a negative own share (series) is worth a warning: meters are read at
     # slightly different moments and round to 1 W / 1 Wh.
-    tolerance_kw: float = Field(default=0.1, ge=0.0)
-    tolerance_kwh: float = Field(default=0.01, ge=0.0)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+    tolerance_kw: float = 0.1
+    tolerance_kwh: float = 0.01
 
     @property
     def zone(self) -> ZoneInfo:

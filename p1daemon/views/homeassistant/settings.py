@@ -1,13 +1,15 @@
-"""The `[homeassistant]` section of the configuration file (field names are public)."""
+"""The `[homeassistant]` section of the configuration file (field names are public).
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+What makes a value valid is in `p1daemon.views.homeassistant.settings_schema`.
+"""
 
-from p1daemon.publish.topics import checked_topic_prefix
+from dataclasses import dataclass
+
+from p1daemon.config.section import Section
 
 
-class HomeAssistantSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
-
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HomeAssistantSettings(Section, checks="p1daemon.views.homeassistant.settings_schema"):
     # Off by default: retained discovery configs appear in every Home Assistant that
     # listens on the broker, which nobody should get without asking for it.
     discovery: bool = False
@@ -16,9 +18,4 @@ class HomeAssistantSettings(BaseModel):
     # unavailable. 0 leaves it off: `<prefix>/status` already covers a dead daemon, and a
     # value shorter than the meter's telegram interval (or publish_interval_s) would make
     # entities flap. Set it to catch a meter cable that came loose while the daemon runs.
-    expire_after_s: int = Field(default=0, ge=0, le=86400)
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix_is_a_topic(cls, value: str) -> str:
-        return checked_topic_prefix(value)
+    expire_after_s: int = 0
