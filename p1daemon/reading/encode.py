@@ -8,7 +8,8 @@ datetimes, which differs from Python's in a few places:
 - floats print as `repr(float)` except for a negative exponent: `1e-7` (not `1e-07`), and
   `0.00001` for anything `repr` writes as `...e-05`; NaN and infinities are `null`;
 - a datetime is ISO 8601, with `Z` for a zero UTC offset and an offset cut to whole
-  minutes (`+00:00` for an offset of one second; see `format_datetime`).
+  minutes (`+00:00` for an offset of one second; see `format_datetime`); a date (the
+  views' day document has one) is ISO 8601 too.
 
 The general path (`general_json`) hands the document's `__dict__` (already in field
 order, under the JSON names: see p1daemon/reading/doc.py) to the C JSON encoder of the
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import json.encoder
 from collections.abc import Callable
-from datetime import UTC, datetime, timezone, tzinfo
+from datetime import UTC, date, datetime, timezone, tzinfo
 from math import isfinite
 from typing import Any
 
@@ -150,6 +151,8 @@ def _default(value: object) -> Any:
         return datetime_text(value)
     if isinstance(value, datetime):
         return format_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not part of the reading document")
 
 
@@ -340,6 +343,8 @@ def _exact(value: object) -> str:
         return format_float(value)
     if isinstance(value, datetime):
         return f'"{format_datetime(value)}"'
+    if isinstance(value, date):
+        return f'"{value.isoformat()}"'
     if isinstance(value, Doc):
         value = value.__dict__
     if isinstance(value, dict):

@@ -12,13 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from p1daemon.views.document import ViewDoc as _Doc
 
 Source = Literal["meter", "computed"]
-
-
-class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class QuarterState(_Doc):
@@ -60,6 +56,7 @@ class RollingState(_Doc):
 
 
 class CapacityState(_Doc):
+    frequent = True  # every reading
     meter: str
     ean: str | None
     at: datetime

@@ -21,12 +21,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
-
 from p1daemon.daemon.processor import Document, InputEvent
 from p1daemon.reading.meter import MeterReading
 from p1daemon.views.capacity.alert import CapacityAlarm
 from p1daemon.views.capacity.compute import CapacityWatch
+from p1daemon.views.document import document_json as _json
 
 if TYPE_CHECKING:
     from p1daemon.config.model import Config
@@ -68,10 +67,6 @@ def specs_of(config: Config) -> list[CapacitySpec]:
 
 def wanted(config: Config) -> bool:
     return any(m.capacity != "off" for m in config.meters)
-
-
-def _json(doc: BaseModel) -> bytes:
-    return doc.model_dump_json().encode()
 
 
 class _Meter:

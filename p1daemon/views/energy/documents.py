@@ -54,13 +54,9 @@ import datetime as dt
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from p1daemon.reading.meter import Role
-
-
-class _Doc(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True, extra="forbid")
+from p1daemon.reading.doc import doc_field
+from p1daemon.reading.role import Role
+from p1daemon.views.document import ViewDoc as _Doc
 
 
 class Energy(_Doc):
@@ -76,16 +72,16 @@ class Gap(_Doc):
 
     start: datetime
     end: datetime
-    import_: Energy = Field(default_factory=Energy, alias="import")
-    export: Energy = Field(default_factory=Energy)
+    import_: Energy = doc_field(default_factory=Energy, json_name="import")
+    export: Energy = doc_field(default_factory=Energy)
     meter_replaced: bool = False
 
 
 class RegisterState(_Doc):
     at: datetime
     equipment_id: str | None = None
-    import_: Energy = Field(default_factory=Energy, alias="import")
-    export: Energy = Field(default_factory=Energy)
+    import_: Energy = doc_field(default_factory=Energy, json_name="import")
+    export: Energy = doc_field(default_factory=Energy)
 
 
 class _Period(_Doc):
@@ -95,8 +91,8 @@ class _Period(_Doc):
     equipment_id: str | None = None
     start: datetime
     end: datetime
-    import_: Energy = Field(default_factory=Energy, alias="import")
-    export: Energy = Field(default_factory=Energy)
+    import_: Energy = doc_field(default_factory=Energy, json_name="import")
+    export: Energy = doc_field(default_factory=Energy)
     complete: bool
     start_missing: bool
     end_missing: bool
@@ -125,6 +121,6 @@ class DayDoc(_Period):
     date: dt.date
     hours: float
     final: bool
-    gaps: list[Gap] = Field(default_factory=list)
+    gaps: list[Gap] = doc_field(default_factory=list)
     quarters: int
     last_reading: RegisterState | None = None

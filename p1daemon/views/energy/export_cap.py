@@ -25,15 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
-
 from p1daemon.reading.meter import MeterReading
+from p1daemon.views.document import ViewDoc
 from p1daemon.views.energy.samples import reading_time
 
 
-class ExportLimitAlert(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ExportLimitAlert(ViewDoc):
     meter: str
     active: bool
     limit_kw: float

@@ -28,16 +28,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from p1daemon.reading.doc import doc_field
 from p1daemon.reading.meter import MeterReading, Role
+from p1daemon.views.document import ViewDoc as _Doc
 from p1daemon.views.energy.documents import DayDoc, QuarterDoc
-from p1daemon.views.energy.settings import SiteSettings, Topology
 
-
-class _Doc(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True, extra="forbid")
+if TYPE_CHECKING:  # only read here: the settings are pydantic's (issue 16)
+    from p1daemon.views.energy.settings import SiteSettings, Topology
 
 
 class Power(_Doc):
@@ -63,13 +62,13 @@ class Point(_Doc):
     reading_at: datetime | None = None
     age_s: float | None = None
     stale: bool
-    power: Power = Field(default_factory=Power)
+    power: Power = doc_field(default_factory=Power)
     quarter: PeriodEnergy | None = None
     today: PeriodEnergy | None = None
 
 
 class Totals(_Doc):
-    power: Power = Field(default_factory=Power)
+    power: Power = doc_field(default_factory=Power)
     quarter: PeriodEnergy | None = None
     today: PeriodEnergy | None = None
 
@@ -81,12 +80,13 @@ class SiteWarning(_Doc):
 
 
 class ConnectionDoc(_Doc):
+    frequent = True  # every few seconds
     topology: Topology
     at: datetime
     complete: bool
     connection: Totals
     points: list[Point]
-    warnings: list[SiteWarning] = Field(default_factory=list)
+    warnings: list[SiteWarning] = doc_field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,9 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel
-
 from p1daemon.reading.meter import MeterReading, Role
+from p1daemon.views.document import document_json as _json
 from p1daemon.views.energy.documents import DayDoc, QuarterDoc, RegisterState
 from p1daemon.views.energy.export_cap import ExportLimitMonitor
 from p1daemon.views.energy.settings import SiteSettings
@@ -81,10 +80,6 @@ class Outgoing:
     topic: str
     payload: bytes
     durable: bool = False
-
-
-def _json(doc: BaseModel) -> bytes:
-    return doc.model_dump_json().encode()
 
 
 @dataclass(slots=True)

@@ -20,8 +20,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from p1daemon.reading.doc import doc_field
+from p1daemon.views.document import ViewDoc
 from p1daemon.views.energy.clock import QUARTER_S, day_bounds, local
 from p1daemon.views.energy.documents import Energy
 from p1daemon.views.energy.samples import energy_of
@@ -29,9 +29,7 @@ from p1daemon.views.history.aggregate import summarise
 from p1daemon.views.history.store import HistoryStore, StoredPoint
 
 
-class MonthDoc(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True, extra="forbid")
-
+class MonthDoc(ViewDoc):
     meter: str
     role: str
     ean: str | None = None
@@ -40,8 +38,8 @@ class MonthDoc(BaseModel):
     start: datetime
     end: datetime
     hours: float
-    import_: Energy = Field(default_factory=Energy, alias="import")
-    export: Energy = Field(default_factory=Energy)
+    import_: Energy = doc_field(default_factory=Energy, json_name="import")
+    export: Energy = doc_field(default_factory=Energy)
     final: bool
     complete: bool
     quarters: int

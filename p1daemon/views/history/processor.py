@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from p1daemon.daemon.processor import Document, Telegram
 from p1daemon.reading.meter import MeterReading
+from p1daemon.views.document import document_json
 from p1daemon.views.energy.settings import SiteSettings
 from p1daemon.views.energy.tracker import MeterSpec
 from p1daemon.views.history.aggregate import point_groups
@@ -130,7 +131,7 @@ class HistoryProcessor:
             points = groups.get(meter)
             if points:
                 doc = month_document(store, points, latest.astimezone(UTC), self._zone)
-                docs[meter] = doc.model_dump_json().encode()
+                docs[meter] = document_json(doc)
         with self._lock:
             self._outgoing.update(docs)
         request = self._request_tick
