@@ -13,6 +13,8 @@ layout changes in the middle of its stream.
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -347,15 +349,84 @@ def test_alternating_shapes_keep_a_writer_each() -> None:
     assert len(encode.writers_for(base)) == 4
 
 
-def test_kept_float_and_datetime_texts_stay_bounded() -> None:
+def test_kept_float_texts_stay_bounded() -> None:
     base = _base()
     for n in range(encode._FLOATS_KEPT + 10):
         changed = _replaced(base, _FLOAT_FIELD, n + 0.5)
         changed = _replaced(changed, ("received_at",), AT + timedelta(microseconds=n))
         assert encode.to_json(changed) == encode.general_json(changed)
         assert len(encode._float_texts) <= encode._FLOATS_KEPT
-        assert len(encode._KEPT_DATETIMES) <= encode._DATETIMES_KEPT
     assert checked(base)
+
+
+def _with_clock(base: MeterReading, n: int) -> Doc:
+    """The next telegram of `base`'s meter: a new clock and receive time (new objects, as
+    the parser and the reader make them), the power-failure log's datetimes the same."""
+    assert base.timestamp is not None
+    changed = _replaced(base, ("timestamp",), base.timestamp + timedelta(seconds=n))
+    return _replaced(changed, ("received_at",), AT + timedelta(seconds=n))
+
+
+def test_what_is_kept_does_not_grow_with_the_telegrams_written() -> None:
+    """A meter's clock is new in every telegram: after the first hundred telegrams, the
+    memory the encoder holds stays where it was however many more it writes (a cache of
+    every datetime written, cleared when full, held 220 KiB more at its fullest)."""
+    base = _base()
+    assert base.power_failures.log  # datetimes that do repeat, beside the clock
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for n in range(1, 3001):
+            encode.to_json(_with_clock(base, n))
+            if n == 100:
+                settled = tracemalloc.get_traced_memory()[0]
+                highest = settled
+            elif n > 100 and n % 25 == 0:
+                highest = max(highest, tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert highest - settled < 32 * 1024
+    assert checked(_with_clock(base, 3001))
+
+
+def test_a_datetime_that_repeats_is_formatted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The power-failure log's datetimes come back as the same objects telegram after
+    telegram: once the meter's writer is made, only the clock, new in every telegram, is
+    formatted (an aware datetime's `isoformat` is most of a datetime's cost)."""
+    written: list[datetime] = []
+    format_text = encode._datetime_text
+
+    def counted(value: datetime) -> str:
+        written.append(value)
+        return format_text(value)
+
+    monkeypatch.setattr(encode, "_datetime_text", counted)
+    base = _base()  # its writer made (with `counted`), from the general path's texts
+    log = [event.end for event in base.power_failures.log if event.end is not None]
+    assert log and all(type(when) is datetime and when.tzinfo is not UTC for when in log)
+    for n in range(1, 51):
+        assert checked(_with_clock(base, n))
+    written.clear()
+    for n in range(51, 101):
+        encode.to_json(_with_clock(base, n))
+    clock = base.timestamp
+    assert clock is not None
+    assert written == [clock + timedelta(seconds=n) for n in range(51, 101)]
+
+
+def test_datetimes_that_change_places_are_written_as_themselves() -> None:
+    """The kept texts go by place and object: the log's two events (one W, one S) in each
+    other's places, back and forth, are each written with their own text."""
+    reading = _replay(WITH_LOG.read_bytes())[0]
+    events = [event for event in reading.power_failures.log if event.end is not None]
+    assert len(events) == 2 and events[0].end != events[1].end
+    orders = (events, events[::-1])
+    documents = [
+        _replaced(_meter_reading(reading, 0), ("power_failures", "log"), order) for order in orders
+    ]
+    answered = [checked(documents[n % 2]) for n in range(8)]
+    assert all(answered[3:])  # the writer of the shape wrote them, from its kept texts
+    assert encode.to_json(documents[0]) != encode.to_json(documents[1])
 
 
 # -- generated documents ----------------------------------------------------------------

@@ -141,9 +141,6 @@ def format_float(value: float) -> str:
     return f"{mantissa}e-{exponent.lstrip('0')}"
 
 
-_DATETIMES_KEPT = 1024
-
-
 def _default(value: object) -> Any:
     if isinstance(value, Doc):
         return value.__dict__
@@ -174,28 +171,15 @@ def datetime_text(value: datetime) -> str:
     For a fixed offset of whole minutes `isoformat()` is pydantic_core's text, but for
     "+00:00", which it writes "Z"; any other zone takes `format_datetime`.
 
-    A datetime in UTC itself (the daemon's receive time: new for every reading, never
-    written twice) is written at once, never kept: only the meter's own datetimes,
-    which the parser hands out again telegram after telegram, are worth keeping.
+    Nothing is kept here: the datetimes that repeat (those the parser hands out again,
+    telegram after telegram) have their texts kept by the shape writers, one per place in
+    the shape (p1daemon/reading/shape.py), where the meter's clock, new in every reading,
+    only replaces its own place's text. A cache here would fill with clocks that are never
+    asked for again, for the general path's sake, which writes a meter's first readings.
     """
     if value.tzinfo is UTC:  # whole minutes, no offset: "Z", as `_datetime_text` has it
         return value.isoformat()[:-6] + "Z"
-    kept = _KEPT_DATETIMES.get(id(value))
-    if kept is not None and kept[0] is value:
-        return kept[1]
-    text = _datetime_text(value)
-    if len(_KEPT_DATETIMES) >= _DATETIMES_KEPT:
-        _KEPT_DATETIMES.clear()
-    # The datetime is kept with its text, so its id cannot be another's while it is here.
-    _KEPT_DATETIMES[id(value)] = (value, text)
-    return text
-
-
-# Datetimes the parser keeps (power-failure logs, M-Bus capture times, capacity peaks)
-# are the same objects telegram after telegram: their texts are found by identity, which
-# is cheaper than formatting and than hashing an aware datetime (its offset is computed),
-# and never mixes up two equal instants written differently (02:30+01:00, 03:30+02:00).
-_KEPT_DATETIMES: dict[int, tuple[datetime, str]] = {}
+    return _datetime_text(value)
 
 
 def _datetime_text(value: datetime) -> str:
