@@ -32,9 +32,6 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __len__(self) -> int:
-        return len(self._value)
-
     # Slotted: pickle needs to be told what the state is (the validating child process
     # hands the configuration over pickled, see p1daemon.config.apart).
     def __getstate__(self) -> str:
